@@ -132,7 +132,14 @@ def _scale_from(covariance_type, covariance_matrix, precision_matrix, scale_tril
 
 
 def check_mixture_params(
-    *, weights, logits, locs, covariance_matrix, precision_matrix, scale_tril, scale,
+    *,
+    weights,
+    logits,
+    locs,
+    covariance_matrix,
+    precision_matrix,
+    scale_tril,
+    scale,
     covariance_type,
 ):
     """Validate and normalize the arguments of `GaussianMixture`.

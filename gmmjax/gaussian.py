@@ -136,19 +136,11 @@ def log_gaussian_kernel(
     elif covariance_type == "tied":
         y = xc @ prec
         m = mc @ prec
-        maha = (
-            jnp.sum(y * y, axis=-1)[:, None]
-            - 2.0 * (y @ m.T)
-            + jnp.sum(m * m, axis=-1)[None, :]
-        )
+        maha = jnp.sum(y * y, axis=-1)[:, None] - 2.0 * (y @ m.T) + jnp.sum(m * m, axis=-1)[None, :]
         maha = jnp.maximum(maha, 0.0)
     elif covariance_type == "diag":
         p2 = prec * prec
-        maha = (
-            (xc * xc) @ p2.T
-            - 2.0 * (xc @ (mc * p2).T)
-            + jnp.sum(mc * mc * p2, axis=-1)[None, :]
-        )
+        maha = (xc * xc) @ p2.T - 2.0 * (xc @ (mc * p2).T) + jnp.sum(mc * mc * p2, axis=-1)[None, :]
         maha = jnp.maximum(maha, 0.0)
     elif covariance_type == "spherical":
         p2 = prec * prec

@@ -70,6 +70,5 @@ def from_numpyro(mixture: dist.MixtureSameFamily) -> GaussianMixture:
     if isinstance(comp, dist.MultivariateNormal):
         return GaussianMixture(logits=logits, locs=comp.loc, scale_tril=comp.scale_tril)
     raise TypeError(
-        "from_numpyro supports components Normal or MultivariateNormal, got "
-        f"{type(comp).__name__}"
+        f"from_numpyro supports components Normal or MultivariateNormal, got {type(comp).__name__}"
     )

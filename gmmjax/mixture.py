@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
 from numpyro.distributions import Distribution, constraints
-from numpyro.distributions.util import lazy_property
 
 from gmmjax._validate import SCALE_NDIM, check_mixture_params
 from gmmjax.gaussian import COVARIANCE_TYPES, log_gaussian_kernel, precision_cholesky
@@ -147,7 +146,9 @@ class GaussianMixture(Distribution):
         ev = 0 if univariate else 1
         nsp = SCALE_NDIM[covariance_type]
         batch = jnp.broadcast_shapes(
-            logits.shape[:-1], locs.shape[: locs.ndim - 1 - ev], scale_param.shape[: scale_param.ndim - nsp]
+            logits.shape[:-1],
+            locs.shape[: locs.ndim - 1 - ev],
+            scale_param.shape[: scale_param.ndim - nsp],
         )
         d = 1 if univariate else locs.shape[-1]
         k = logits.shape[-1]
@@ -189,7 +190,7 @@ class GaussianMixture(Distribution):
 
     @property
     def precisions_cholesky(self) -> jax.Array:
-        """Precision Cholesky factors in the kernel's layout (as sklearn's ``precisions_cholesky_``)."""
+        """Precision Cholesky factors in the kernel layout (sklearn's ``precisions_cholesky_``)."""
         if self.covariance_type in ("full", "tied"):
             return precision_cholesky(self.scale_param)
         return 1.0 / self.scale_param
