@@ -266,8 +266,15 @@ def plot_kl_curves(
             (axes[1], ps, [(0.0, s) for s in ps], k2),
         ):
             v, e = _mc_points(estimator, params, kk, num_samples)
-            ax.errorbar(xs, v, yerr=2 * e, fmt="o", ms=4, capsize=3,
-                        label=f"Monte Carlo ±2 SE (N={num_samples})")  # fmt: skip
+            ax.errorbar(
+                xs,
+                v,
+                yerr=2 * e,
+                fmt="o",
+                ms=4,
+                capsize=3,
+                label=f"Monte Carlo ±2 SE (N={num_samples})",
+            )
     axes[0].set(xlabel="mean μ of q (σ = 1)", ylabel="KL(p‖q) [nats]", title="p = N(0,1)")
     axes[1].set(xlabel="std σ of q (μ = 0)", ylabel="KL(p‖q) [nats]", title="p = N(0,1)")
     for ax in axes[:2]:

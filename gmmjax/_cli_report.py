@@ -1,0 +1,277 @@
+"""The numbers of the ``gmmjax`` command: fits, Monte Carlo divergences, bounds, and their report.
+
+The Monte Carlo estimators come from :mod:`gmmjax.divergences`, the deterministic
+bounds and approximations from :mod:`gmmjax.bounds` and the closed forms from
+:mod:`gmmjax.closed_form`. Large sample counts run in equal chunks (one compiled
+shape) whose estimates are combined exactly, so memory stays bounded and a
+progress bar can be drawn between chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from gmmjax._cli_data import Progress
+
+__all__ = ["CHUNK", "divergence_report", "fit_report", "format_report"]
+
+# Samples per Monte Carlo chunk: large enough to amortize dispatch, small enough to
+# bound memory (a few hundred MB for K·D up to ~100) and to update the progress bar.
+CHUNK = 1 << 18
+
+# (key, label, estimator name in gmmjax.divergences, direction) for kind "all"
+_MC_TABLE = {
+    "kl": [("kl_pq", "KL(p‖q)", "kl_estimate", "pq"), ("kl_qp", "KL(q‖p)", "kl_estimate", "qp")],
+    "js": [("js", "JS(p,q)", "js_estimate", "pq")],
+    "extra": [
+        ("jeffreys", "Jeffreys KL(p‖q)+KL(q‖p)", "jeffreys_estimate", "pq"),
+        ("hellinger", "Hellinger² 1-∫√(pq)", "hellinger_estimate", "pq"),
+        ("tv", "total variation ½∫|p-q|", "tv_estimate", "pq"),
+    ],
+}
+
+
+def _divergences_module():
+    # imported lazily: only the estimates need it
+    try:
+        from gmmjax import divergences
+    except ImportError as e:  # GAP (issue 3): remove once gmmjax.divergences has landed
+        raise RuntimeError(
+            "gmmjax.divergences is not available yet (issue 3): no Monte Carlo estimates"
+        ) from e
+    return divergences
+
+
+def estimator_methods(name: str = "kl_estimate") -> tuple[str, ...] | None:
+    """The ``method=`` values an estimator accepts, when the module lists them."""
+    mod = _divergences_module()
+    methods = getattr(mod, "METHODS", None)
+    if isinstance(methods, dict):
+        return tuple(methods.get(name, ()))
+    return tuple(methods) if methods is not None else None
+
+
+def chunked_estimate(fn, p, q, key, num_samples: int, *, label: str, progress: bool, **kw):
+    """Run ``fn(p, q, key, n, **kw) -> Estimate`` in chunks of at most :data:`CHUNK`.
+
+    Chunk ``i`` uses ``fold_in(key, i)``: the chunks are independent and unbiased, so
+
+        value = Σ_i n_i v_i / N,   stderr = √(Σ_i n_i² s_i²) / N.
+
+    Returns:
+      ``{"value", "stderr", "num_samples", "seconds"}`` as Python numbers.
+    """
+    n_chunks = max(1, math.ceil(num_samples / CHUNK))
+    size = math.ceil(num_samples / n_chunks)
+    bar = Progress(label, n_chunks, enabled=progress and n_chunks > 1)
+    t0 = time.perf_counter()
+    vals, errs, ns = [], [], []
+    for i in range(n_chunks):  # host loop over chunks, each one compiled call
+        k = key if n_chunks == 1 else jax.random.fold_in(key, i)
+        est = fn(p, q, k, size, **kw)
+        vals.append(float(est.value))
+        errs.append(float(est.stderr))
+        ns.append(int(est.num_samples))
+        bar.step()
+    bar.close() if n_chunks > 1 else None
+    ns_a, v, e = np.array(ns, float), np.array(vals), np.array(errs)
+    total = ns_a.sum()
+    return {
+        "value": float(np.sum(ns_a * v) / total),
+        "stderr": float(np.sqrt(np.sum((ns_a * e) ** 2)) / total),
+        "num_samples": int(total),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _bounds_dict(b) -> dict[str, float]:
+    return {name: float(v) for name, v in b._asdict().items()}
+
+
+def divergence_report(
+    p,
+    q,
+    *,
+    kinds: str,
+    key,
+    num_samples: int,
+    method: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Every divergence the command reports for ``p`` and ``q``.
+
+    Args:
+      p: first mixture.
+      q: second mixture.
+      kinds: ``"kl"``, ``"js"`` or ``"all"``.
+      key: PRNG key.
+      num_samples: Monte Carlo samples per estimate.
+      method: estimator ``method=`` (None: the module's default).
+      progress: draw progress bars (stderr, TTY only).
+
+    Returns:
+      ``{"estimates": {key: {label, value, stderr, num_samples, seconds}},
+      "bounds": {"kl_pq": {...}, "kl_qp": {...}}, "closed_form": {...}}``.
+    """
+    mod = _divergences_module()
+    rows = list(_MC_TABLE["kl"] if kinds in ("kl", "all") else [])
+    rows += _MC_TABLE["js"] if kinds in ("js", "all") else []
+    rows += _MC_TABLE["extra"] if kinds == "all" else []
+    out: dict[str, Any] = {"estimates": {}}
+    kw = {} if method is None else {"method": method}
+    for i, (name, label, fname, direction) in enumerate(rows):
+        fn = getattr(mod, fname)
+        a, b = (p, q) if direction == "pq" else (q, p)
+        # only the KL estimators share the KL method names; the others use their defaults
+        use_kw = kw if fname == "kl_estimate" else {}
+        r = chunked_estimate(
+            fn,
+            a,
+            b,
+            jax.random.fold_in(key, i),
+            num_samples,
+            label=label,
+            progress=progress,
+            **use_kw,
+        )
+        out["estimates"][name] = {"label": label, **r}
+    if kinds in ("kl", "all"):
+        from gmmjax.bounds import kl_bounds
+
+        out["bounds"] = {
+            "kl_pq": _bounds_dict(kl_bounds(p, q)),
+            "kl_qp": _bounds_dict(kl_bounds(q, p)),
+        }
+    if kinds == "all":
+        from gmmjax.closed_form import cauchy_schwarz_divergence, squared_l2_distance
+
+        out["closed_form"] = {
+            "cauchy_schwarz": float(cauchy_schwarz_divergence(p, q)),
+            "squared_l2": float(squared_l2_distance(p, q)),
+        }
+    return out
+
+
+def padded_size(*sizes: int, multiple: int = 256) -> int:
+    """The common row count the data sets are padded to before fitting.
+
+    EM compiles once per data shape (seconds on a CPU); padding every data set of a
+    run to one size, a multiple of ``multiple``, with zero-weight rows lets them
+    share that compilation (and the persistent cache across runs).
+    """
+    return -(-max(sizes) // multiple) * multiple
+
+
+def fit_report(
+    x,
+    k: int,
+    *,
+    key,
+    covariance_type: str,
+    max_iter: int,
+    n_init: int,
+    reg_covar: float,
+    label: str,
+    progress: bool,
+    pad_to: int | None = None,
+):
+    """Fit a mixture by EM; returns ``(mixture, summary dict)``.
+
+    With ``pad_to`` the data are padded with zero-weight copies of their first row
+    (an exact no-op for weighted EM) to share one compiled shape.
+    """
+    from gmmjax.fit import fit_em
+
+    n = x.shape[0]
+    weight = None
+    if pad_to is not None and pad_to > n:
+        x = np.concatenate([x, np.repeat(x[:1], pad_to - n, axis=0)])
+        weight = np.concatenate([np.ones(n), np.zeros(pad_to - n)])
+    bar = Progress(f"fitting {label} (EM, K={k})", 1, enabled=progress)
+    t0 = time.perf_counter()
+    res = fit_em(
+        x,
+        k,
+        key=key,
+        sample_weight=weight,
+        covariance_type=covariance_type,
+        max_iter=max_iter,
+        n_init=n_init,
+        reg_covar=reg_covar,
+    )
+    bar.close()
+    m = res.mixture
+    summary = {
+        "points": int(n),
+        "dim": int(m.dim),
+        "n_components": int(m.n_components),
+        "covariance_type": m.covariance_type,
+        "log_likelihood_per_point": float(res.log_likelihood),
+        "n_iter": int(res.n_iter),
+        "converged": bool(res.converged),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "weights": np.asarray(m.weights, float).round(6).tolist(),
+    }
+    return m, summary
+
+
+# ------------------------------------------------------------------------ formatting
+def _num(v: float) -> str:
+    return f"{v:.5g}"
+
+
+def format_report(rep: dict[str, Any], names: tuple[str, str]) -> str:
+    """The human-readable table of :func:`divergence_report` (p, q named ``names``)."""
+    a, b = names
+    sub = lambda s: (
+        s.replace("p‖q", f"{a}‖{b}")
+        .replace("q‖p", f"{b}‖{a}")
+        .replace(  # noqa: E731
+            "p,q", f"{a},{b}"
+        )
+    )
+    lines = []
+    est = rep.get("estimates", {})
+    if est:
+        lines.append(
+            f"{'Monte Carlo estimate (nats)':<38} {'value':>10}   {'± stderr':<10} {'N':>9}"
+        )
+        for r in est.values():
+            lines.append(
+                f"{sub(r['label']):<38} {_num(r['value']):>10}   ± {_num(r['stderr']):<8} "
+                f"{r['num_samples']:>9}"
+            )
+        if "js" in est:
+            lines.append("  (JS in nats with the ½ convention: 0 ≤ JS ≤ log 2 ≈ 0.6931)")
+    for key, lab in (("kl_pq", f"KL({a}‖{b})"), ("kl_qp", f"KL({b}‖{a})")):
+        bd = rep.get("bounds", {}).get(key)
+        if bd is None:
+            continue
+        lines.append(
+            f"{lab}: guaranteed bounds [{_num(bd['lower'])}, {_num(bd['upper'])}]; "
+            f"approximations: variational {_num(bd['variational'])}, "
+            f"matched {_num(bd['matched'])}, product {_num(bd['product'])}, "
+            f"unscented {_num(bd['unscented'])}, moment-matched Gaussian {_num(bd['gaussian'])}"
+        )
+    cf = rep.get("closed_form")
+    if cf:
+        lines.append(
+            f"closed form: Cauchy–Schwarz {_num(cf['cauchy_schwarz'])}, "
+            f"squared L2 {_num(cf['squared_l2'])}"
+        )
+    return "\n".join(lines)
+
+
+def format_fit(label: str, s: dict[str, Any]) -> str:
+    """One line about a fit."""
+    conv = "converged" if s["converged"] else "NOT converged (raise --max-iter)"
+    return (
+        f"{label}: {s['points']} points, D={s['dim']} -> K={s['n_components']} "
+        f"({s['covariance_type']}), log-likelihood {s['log_likelihood_per_point']:.4f}/point, "
+        f"{s['n_iter']} EM iterations, {conv}"
+    )
