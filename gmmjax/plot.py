@@ -37,6 +37,13 @@ __all__ = [
 ]
 
 
+# one compiled program per call signature instead of dozens of eager ops
+_log_prob = jax.jit(lambda m, x: m.log_prob(x))
+_weighted_components = jax.jit(lambda m, x: m.component_log_probs(x) + m.logits)
+_moments = jax.jit(lambda m: (m.mean, m.variance))
+_closed_kl = jax.jit(lambda mu, sd: gaussian_kl(0.0, 1.0, mu, sd))  # KL(N(0,1) ‖ N(μ,σ²))
+
+
 def _figure(ax, figsize, ncols: int = 1):
     """``(fig, axes)``: the given axes, or a fresh pyplot-free figure."""
     try:
@@ -112,8 +119,9 @@ def plot_density_1d(
     if data is not None:
         data = np.asarray(data, dtype=np.float64).reshape(-1)
     if grid is None:
-        m = float(np.asarray(mixture.mean).reshape(()))
-        s = float(np.sqrt(np.asarray(mixture.variance).reshape(())))
+        mean, var = _moments(mixture)
+        m = float(np.asarray(mean).reshape(()))
+        s = float(np.sqrt(np.asarray(var).reshape(())))
         lo, hi = m - 4 * s, m + 4 * s
         if data is not None and data.size:
             lo, hi = min(lo, data.min()), max(hi, data.max())
@@ -124,10 +132,10 @@ def plot_density_1d(
         x = x[:, None]
     if data is not None:
         ax.hist(data, bins=bins, density=True, alpha=0.3, color=color, label=None)
-    dens = np.exp(np.asarray(mixture.log_prob(x), dtype=np.float64))
+    dens = np.exp(np.asarray(_log_prob(mixture, x), dtype=np.float64))
     (line,) = ax.plot(grid, dens, color=color, lw=2, label=label)
     if components:
-        comp = np.exp(np.asarray(mixture.component_log_probs(x) + mixture.logits, dtype=np.float64))
+        comp = np.exp(np.asarray(_weighted_components(mixture, x), dtype=np.float64))
         for k in range(comp.shape[-1]):  # one line per component, host-side drawing
             ax.plot(grid, comp[:, k], color=line.get_color(), lw=1, ls="--", alpha=0.8)
     ax.set_xlabel("x")
@@ -178,8 +186,9 @@ def plot_contours_2d(
         if samples.ndim != 2 or samples.shape[1] != 2:
             raise ValueError(f"samples must have shape (N, 2), got {samples.shape}")
     if extent is None:
-        m = np.asarray(mixture.mean, dtype=np.float64)
-        s = np.sqrt(np.asarray(mixture.variance, dtype=np.float64))
+        mean, var = _moments(mixture)
+        m = np.asarray(mean, dtype=np.float64)
+        s = np.sqrt(np.asarray(var, dtype=np.float64))
         lo, hi = m - 4 * s, m + 4 * s
         if samples is not None and len(samples):
             lo, hi = np.minimum(lo, samples.min(0)), np.maximum(hi, samples.max(0))
@@ -188,7 +197,7 @@ def plot_contours_2d(
     gy = np.linspace(extent[2], extent[3], num_points)
     xx, yy = np.meshgrid(gx, gy)
     pts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], axis=-1))
-    lp = np.asarray(mixture.log_prob(pts), dtype=np.float64).reshape(xx.shape)
+    lp = np.asarray(_log_prob(mixture, pts), dtype=np.float64).reshape(xx.shape)
     # levels in log space from the peak down 12 nats: the tails stay visible
     top = lp.max()
     cs = ax.contour(xx, yy, lp, levels=np.linspace(top - 12.0, top, levels), cmap=cmap)
@@ -255,9 +264,16 @@ def plot_kl_curves(
     k1, k2 = jax.random.split(key)
     mus = np.linspace(*mean_range, 200)
     sds = np.linspace(*sd_range, 200)
-    kl = lambda m, s: np.asarray(gaussian_kl(0.0, 1.0, jnp.asarray(m), jnp.asarray(s)))  # noqa: E731
-    axes[0].plot(mus, kl(mus, np.ones_like(mus)), lw=2, label="closed form")
-    axes[1].plot(sds, kl(np.zeros_like(sds), sds), lw=2, label="closed form")
+    hm = np.linspace(*mean_range, heatmap_points)
+    hs = np.linspace(*sd_range, heatmap_points)
+    mm, ss = np.meshgrid(hm, hs)
+    # every closed-form value of the figure in one call: (μ, σ) for both curves and the map
+    allm = np.concatenate([mus, np.zeros_like(sds), mm.ravel()])
+    alls = np.concatenate([np.ones_like(mus), sds, ss.ravel()])
+    kl_all = np.asarray(_closed_kl(jnp.asarray(allm), jnp.asarray(alls)), dtype=np.float64)
+    kl_mu, kl_sd, kl_map = np.split(kl_all, [len(mus), len(mus) + len(sds)])
+    axes[0].plot(mus, kl_mu, lw=2, label="closed form")
+    axes[1].plot(sds, kl_sd, lw=2, label="closed form")
     if estimator is not None:
         pm = np.linspace(*mean_range, num_mc_points)
         ps = np.linspace(*sd_range, num_mc_points)
@@ -279,11 +295,8 @@ def plot_kl_curves(
     axes[1].set(xlabel="std σ of q (μ = 0)", ylabel="KL(p‖q) [nats]", title="p = N(0,1)")
     for ax in axes[:2]:
         ax.legend(fontsize=8)
-    hm = np.linspace(*mean_range, heatmap_points)
-    hs = np.linspace(*sd_range, heatmap_points)
-    mm, ss = np.meshgrid(hm, hs)
     # log10 with a floor: KL is 0 at (0, 1) and grows quadratically in μ
-    z = np.log10(np.maximum(kl(mm, ss), 1e-4))
+    z = np.log10(np.maximum(kl_map.reshape(mm.shape), 1e-4))
     im = axes[2].pcolormesh(mm, ss, z, shading="auto", cmap="magma")
     axes[2].contour(mm, ss, z, levels=[-2, -1, 0, 1], colors="w", linewidths=0.8)
     fig.colorbar(im, ax=axes[2], label="log10 KL(p‖q)")
