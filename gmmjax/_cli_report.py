@@ -9,6 +9,7 @@ progress bar can be drawn between chunks.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -24,40 +25,46 @@ __all__ = ["CHUNK", "divergence_report", "fit_report", "format_report"]
 # bound memory (a few hundred MB for K·D up to ~100) and to update the progress bar.
 CHUNK = 1 << 18
 
-# (key, label, estimator name in gmmjax.divergences, direction) for kind "all"
+# (key, label, estimator names in gmmjax.divergences (first found is used), direction)
 _MC_TABLE = {
-    "kl": [("kl_pq", "KL(p‖q)", "kl_estimate", "pq"), ("kl_qp", "KL(q‖p)", "kl_estimate", "qp")],
-    "js": [("js", "JS(p,q)", "js_estimate", "pq")],
+    "kl": [
+        ("kl_pq", "KL(p‖q)", ("kl_estimate",), "pq"),
+        ("kl_qp", "KL(q‖p)", ("kl_estimate",), "qp"),
+    ],
+    "js": [("js", "JS(p,q)", ("js_estimate",), "pq")],
     "extra": [
-        ("jeffreys", "Jeffreys KL(p‖q)+KL(q‖p)", "jeffreys_estimate", "pq"),
-        ("hellinger", "Hellinger² 1-∫√(pq)", "hellinger_estimate", "pq"),
-        ("tv", "total variation ½∫|p-q|", "tv_estimate", "pq"),
+        ("jeffreys", "Jeffreys KL(p‖q)+KL(q‖p)", ("jeffreys_estimate",), "pq"),
+        ("squared_hellinger", "squared Hellinger", ("squared_hellinger_estimate",), "pq"),
+        ("total_variation", "total variation", ("total_variation_estimate", "tv_estimate"), "pq"),
     ],
 }
 
 
 def _divergences_module():
-    # imported lazily: only the estimates need it
-    try:
-        from gmmjax import divergences
-    except ImportError as e:  # GAP (issue 3): remove once gmmjax.divergences has landed
-        raise RuntimeError(
-            "gmmjax.divergences is not available yet (issue 3): no Monte Carlo estimates"
-        ) from e
+    from gmmjax import divergences  # imported lazily: only the estimates need it
+
     return divergences
 
 
-def estimator_methods(name: str = "kl_estimate") -> tuple[str, ...] | None:
-    """The ``method=`` values an estimator accepts, when the module lists them."""
-    mod = _divergences_module()
-    methods = getattr(mod, "METHODS", None)
-    if isinstance(methods, dict):
-        return tuple(methods.get(name, ()))
-    return tuple(methods) if methods is not None else None
+@functools.cache
+def _compiled(fn):
+    """``fn`` under one ``jit`` (mixtures are pytrees; sample count and method static).
+
+    A whole estimator compiled as one program starts several times faster than the
+    same estimator run op by op on its first call, which dominates a CLI run.
+    """
+    return jax.jit(fn, static_argnames=("num_samples", "method"))
+
+
+def estimator_methods() -> tuple[str, ...]:
+    """The ``method=`` values the Monte Carlo estimators accept."""
+    from gmmjax.sampling import METHODS
+
+    return tuple(METHODS)
 
 
 def chunked_estimate(fn, p, q, key, num_samples: int, *, label: str, progress: bool, **kw):
-    """Run ``fn(p, q, key, n, **kw) -> Estimate`` in chunks of at most :data:`CHUNK`.
+    """Run ``fn(p, q, key, num_samples=n, **kw) -> Estimate`` in chunks of at most :data:`CHUNK`.
 
     Chunk ``i`` uses ``fold_in(key, i)``: the chunks are independent and unbiased, so
 
@@ -73,7 +80,7 @@ def chunked_estimate(fn, p, q, key, num_samples: int, *, label: str, progress: b
     vals, errs, ns = [], [], []
     for i in range(n_chunks):  # host loop over chunks, each one compiled call
         k = key if n_chunks == 1 else jax.random.fold_in(key, i)
-        est = fn(p, q, k, size, **kw)
+        est = fn(p, q, k, num_samples=size, **kw)
         vals.append(float(est.value))
         errs.append(float(est.stderr))
         ns.append(int(est.num_samples))
@@ -91,6 +98,19 @@ def chunked_estimate(fn, p, q, key, num_samples: int, *, label: str, progress: b
 
 def _bounds_dict(b) -> dict[str, float]:
     return {name: float(v) for name, v in b._asdict().items()}
+
+
+@jax.jit
+def _closed_forms(p, q):
+    from gmmjax.bounds import kl_bounds
+    from gmmjax.closed_form import cauchy_schwarz_divergence, squared_l2_distance
+
+    return {
+        "kl_pq": kl_bounds(p, q),
+        "kl_qp": kl_bounds(q, p),
+        "cauchy_schwarz": cauchy_schwarz_divergence(p, q),
+        "squared_l2": squared_l2_distance(p, q),
+    }
 
 
 def divergence_report(
@@ -124,11 +144,12 @@ def divergence_report(
     rows += _MC_TABLE["extra"] if kinds == "all" else []
     out: dict[str, Any] = {"estimates": {}}
     kw = {} if method is None else {"method": method}
-    for i, (name, label, fname, direction) in enumerate(rows):
-        fn = getattr(mod, fname)
+    for i, (name, label, fnames, direction) in enumerate(rows):
+        fn = next((getattr(mod, f) for f in fnames if hasattr(mod, f)), None)
+        if fn is None:  # an optional extra this version of gmmjax.divergences lacks
+            continue
+        fn = _compiled(fn)
         a, b = (p, q) if direction == "pq" else (q, p)
-        # only the KL estimators share the KL method names; the others use their defaults
-        use_kw = kw if fname == "kl_estimate" else {}
         r = chunked_estimate(
             fn,
             a,
@@ -137,23 +158,20 @@ def divergence_report(
             num_samples,
             label=label,
             progress=progress,
-            **use_kw,
+            **kw,
         )
         out["estimates"][name] = {"label": label, **r}
     if kinds in ("kl", "all"):
-        from gmmjax.bounds import kl_bounds
-
+        closed = _closed_forms(p, q)  # one compiled program for every deterministic number
         out["bounds"] = {
-            "kl_pq": _bounds_dict(kl_bounds(p, q)),
-            "kl_qp": _bounds_dict(kl_bounds(q, p)),
+            "kl_pq": _bounds_dict(closed["kl_pq"]),
+            "kl_qp": _bounds_dict(closed["kl_qp"]),
         }
-    if kinds == "all":
-        from gmmjax.closed_form import cauchy_schwarz_divergence, squared_l2_distance
-
-        out["closed_form"] = {
-            "cauchy_schwarz": float(cauchy_schwarz_divergence(p, q)),
-            "squared_l2": float(squared_l2_distance(p, q)),
-        }
+        if kinds == "all":
+            out["closed_form"] = {
+                "cauchy_schwarz": float(closed["cauchy_schwarz"]),
+                "squared_l2": float(closed["squared_l2"]),
+            }
     return out
 
 
@@ -225,27 +243,29 @@ def _num(v: float) -> str:
     return f"{v:.5g}"
 
 
+def plus_minus(value: float, stderr: float) -> tuple[str, str]:
+    """``value`` rounded to the second significant digit of ``stderr``, and ``stderr``."""
+    if not (math.isfinite(stderr) and stderr > 0):
+        return _num(value), f"{stderr:.2g}"
+    digits = min(max(0, 1 - math.floor(math.log10(stderr))), 12)
+    return f"{value:.{digits}f}", f"{stderr:.2g}"
+
+
+def _rename(text: str, a: str, b: str) -> str:
+    return text.replace("p‖q", f"{a}‖{b}").replace("q‖p", f"{b}‖{a}").replace("p,q", f"{a},{b}")
+
+
 def format_report(rep: dict[str, Any], names: tuple[str, str]) -> str:
     """The human-readable table of :func:`divergence_report` (p, q named ``names``)."""
     a, b = names
-    sub = lambda s: (
-        s.replace("p‖q", f"{a}‖{b}")
-        .replace("q‖p", f"{b}‖{a}")
-        .replace(  # noqa: E731
-            "p,q", f"{a},{b}"
-        )
-    )
     lines = []
     est = rep.get("estimates", {})
     if est:
-        lines.append(
-            f"{'Monte Carlo estimate (nats)':<38} {'value':>10}   {'± stderr':<10} {'N':>9}"
-        )
+        lines.append(f"{'Monte Carlo estimate (nats)':<30} {'value':>12} {'± stderr':<11} {'N':>9}")
         for r in est.values():
-            lines.append(
-                f"{sub(r['label']):<38} {_num(r['value']):>10}   ± {_num(r['stderr']):<8} "
-                f"{r['num_samples']:>9}"
-            )
+            v, e = plus_minus(r["value"], r["stderr"])
+            label = _rename(r["label"], a, b)
+            lines.append(f"{label:<30} {v:>12} ± {e:<9} {r['num_samples']:>9}")
         if "js" in est:
             lines.append("  (JS in nats with the ½ convention: 0 ≤ JS ≤ log 2 ≈ 0.6931)")
     for key, lab in (("kl_pq", f"KL({a}‖{b})"), ("kl_qp", f"KL({b}‖{a})")):
@@ -253,8 +273,8 @@ def format_report(rep: dict[str, Any], names: tuple[str, str]) -> str:
         if bd is None:
             continue
         lines.append(
-            f"{lab}: guaranteed bounds [{_num(bd['lower'])}, {_num(bd['upper'])}]; "
-            f"approximations: variational {_num(bd['variational'])}, "
+            f"{lab}: guaranteed bounds [{_num(bd['lower'])}, {_num(bd['upper'])}]\n"
+            f"  approximations: variational {_num(bd['variational'])}, "
             f"matched {_num(bd['matched'])}, product {_num(bd['product'])}, "
             f"unscented {_num(bd['unscented'])}, moment-matched Gaussian {_num(bd['gaussian'])}"
         )

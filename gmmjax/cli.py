@@ -115,7 +115,7 @@ def _mc_options(sp: argparse.ArgumentParser, default_samples: int, kind: bool) -
     g.add_argument(
         "--method",
         default=None,
-        help="KL estimator method of gmmjax.divergences (default: its default)",
+        help="Monte Carlo sampling plan: iid, stratified, antithetic or qmc (default qmc)",
     )
 
 
@@ -180,8 +180,8 @@ def _check_method(args) -> None:
         return
     from gmmjax._cli_report import estimator_methods
 
-    methods = estimator_methods("kl_estimate")
-    if methods and args.method not in methods:
+    methods = estimator_methods()
+    if args.method not in methods:
         raise UsageError(f"--method must be one of {', '.join(methods)}; got {args.method!r}")
 
 
@@ -241,7 +241,13 @@ def _cmd_demo(args) -> int:
     import jax
 
     from gmmjax._cli_data import DEMO_SHIFT, demo_data
-    from gmmjax._cli_report import divergence_report, format_fit, format_report, padded_size
+    from gmmjax._cli_report import (
+        divergence_report,
+        format_fit,
+        format_report,
+        padded_size,
+        plus_minus,
+    )
 
     _check_method(args)
     t0 = time.perf_counter()
@@ -283,9 +289,8 @@ def _cmd_demo(args) -> int:
     if not args.no_plot:
         kl = rep["estimates"]["kl_pq"]
         js = rep["estimates"]["js"]
-        title = (
-            f"KL(a‖b) = {kl['value']:.4f} ± {kl['stderr']:.4f},  "
-            f"JS = {js['value']:.4f} ± {js['stderr']:.4f} nats"
+        title = "KL(a‖b) = {} ± {},  JS = {} ± {} nats".format(
+            *plus_minus(kl["value"], kl["stderr"]), *plus_minus(js["value"], js["stderr"])
         )
         try:
             _plot_fits(args.plot, (pa, pb), (xa, xb), ("a", "b"), title)
