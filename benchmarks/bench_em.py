@@ -1,0 +1,138 @@
+"""EM wall-clock: gmmjax.fit_em against sklearn.mixture.GaussianMixture.fit.
+
+Both start from the same initial parameters (the generating weights and means,
+identity precisions) and run a fixed number of iterations (``tol=0`` so neither
+stops early); we report the median over repeats of the whole ``fit`` call, after
+one warm-up call that compiles, and the time per iteration.
+
+Usage::
+
+    python benchmarks/bench_em.py                 # the full grid (slow on 2 cores)
+    python benchmarks/bench_em.py --quick         # a small grid
+    python benchmarks/bench_em.py --no-sklearn    # gmmjax only (e.g. on a GPU)
+    JAX_ENABLE_X64=1 python benchmarks/bench_em.py  # gmmjax in float64
+
+Prints a Markdown table (and writes JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gmmjax import fit_em
+
+
+def _data(n, d, k, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 4.0
+    labels = rng.integers(0, k, n)
+    x = centers[labels] + rng.normal(size=(n, d))
+    return x, np.full(k, 1.0 / k), centers
+
+
+def _time(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), ts
+
+
+def run_case(n, d, k, cov, iters, repeats, sklearn):
+    x, w0, m0 = _data(n, d, k)
+    p0 = np.broadcast_to(np.eye(d), (k, d, d)).copy() if cov == "full" else np.ones((k, d))
+    kw = dict(weights_init=w0, means_init=m0, precisions_init=p0, max_iter=iters, tol=0.0)
+    xj = jnp.asarray(x)  # float32 unless JAX_ENABLE_X64
+
+    def run_jax():
+        r = fit_em(xj, k, key=jax.random.key(0), covariance_type=cov, **kw)
+        r.log_likelihood.block_until_ready()
+        return r
+
+    t0 = time.perf_counter()
+    r = run_jax()  # warm-up (compiles)
+    first = time.perf_counter() - t0
+    assert r.n_iter == iters, r.n_iter
+    tj, _ = _time(run_jax, repeats)
+    row = dict(
+        n=n,
+        d=d,
+        k=k,
+        cov=cov,
+        iters=iters,
+        jax_s=tj,
+        jax_first_s=first,
+        jax_dtype=str(xj.dtype),
+        jax_ll=float(r.log_likelihood),
+    )
+    if sklearn:
+        from sklearn.mixture import GaussianMixture
+
+        def run_sk():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return GaussianMixture(k, covariance_type=cov, **kw).fit(x)
+
+        t0 = time.perf_counter()
+        sk = run_sk()
+        once = time.perf_counter() - t0
+        assert sk.n_iter_ == iters
+        # one sklearn fit above a minute is timed once (2-core budget); else median of 3
+        if once > 60 or repeats == 1:
+            ts_, reps = once, 1
+        else:
+            ts_, reps = statistics.median([once] + _time(run_sk, repeats - 1)[1]), repeats
+        row.update(sk_s=ts_, sk_repeats=reps, sk_ll=float(sk.score(x)))
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-sklearn", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--n", type=int, nargs="*", default=None)
+    args = ap.parse_args()
+    if args.quick:
+        grid = list(itertools.product([10**4], [2, 16], [8], ["full", "diag"]))
+    else:
+        ns = args.n or [10**5, 10**6]
+        grid = list(itertools.product(ns, [2, 16, 64], [8, 64], ["full", "diag"]))
+    print(
+        f"# {platform.processor() or platform.machine()}, jax {jax.__version__}, "
+        f"backend {jax.default_backend()}, devices {jax.devices()}"
+    )
+    print("| N | D | K | cov | iters | gmmjax s (per iter) | sklearn s (per iter) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for n, d, k, cov in grid:
+        iters = 10 if n <= 10**5 else 5
+        row = run_case(n, d, k, cov, iters, args.repeats, not args.no_sklearn)
+        rows.append(row)
+        sk = row.get("sk_s")
+        sk_txt = f"{sk:.3f} ({sk / iters:.4f})" if sk else "–"
+        up = f"{sk / row['jax_s']:.1f}×" if sk else "–"
+        print(
+            f"| {n:.0e} | {d} | {k} | {cov} | {iters} | {row['jax_s']:.3f} "
+            f"({row['jax_s'] / iters:.4f}) | {sk_txt} | {up} |",
+            flush=True,
+        )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""EM: parity with scikit-learn, recovery of known parameters, errors and scores.
+
+References come from ``sklearn.mixture.GaussianMixture`` (same initial parameters,
+same iterations) and from the generating parameters (tolerances from their
+standard errors), never from gmmjax itself.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import X64, tol
+from sklearn.mixture import GaussianMixture as SkGM
+
+from gmmjax import GaussianMixture, aic, bic, fit_em, predict, predict_proba, score
+
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _datasets():
+    """Two 3-D data sets of the same shape (one compile per covariance type)."""
+    out = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        a = rng.normal(size=(3, 3))
+        x = np.concatenate(
+            [
+                rng.normal(size=(250, 3)) + 3.0,
+                rng.normal(size=(200, 3)) * 0.6 - 2.0,
+                rng.normal(size=(150, 3)) @ a,
+            ]
+        )
+        out.append(x)
+    return out
+
+
+def _init(x, t, seed):
+    rng = np.random.default_rng(seed)
+    w0 = np.array([0.3, 0.3, 0.4])
+    m0 = x[rng.choice(len(x), 3, replace=False)]
+    p0 = {
+        "full": np.stack([np.eye(3) * s for s in (1.0, 0.5, 2.0)]),
+        "tied": np.eye(3) * 0.7,
+        "diag": np.ones((3, 3)) * np.array([[1.0], [0.5], [2.0]]),
+        "spherical": np.array([1.0, 0.5, 2.0]),
+    }[t]
+    return dict(weights_init=w0, means_init=m0, precisions_init=p0)
+
+
+def _sk_fit(x, k, t, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning
+        return SkGM(k, covariance_type=t, **kw).fit(x)
+
+
+def _sk_cov(mix):
+    """The mixture's covariances in sklearn's ``covariances_`` layout."""
+    s = np.asarray(mix.scale_param)
+    if mix.covariance_type in ("full", "tied"):
+        return s @ np.swapaxes(s, -1, -2)
+    return s * s
+
+
+@pytest.mark.parametrize("t", TYPES)
+def test_parity_with_sklearn_same_init(x64, t):
+    # float64, same initial parameters: the iterates are the same algorithm, so only
+    # rounding separates them; 1e-6 nats (likelihood) and 1e-5 (parameters) are the
+    # issue's bounds, observed differences are ~1e-13.
+    for i, x in enumerate(_datasets()):
+        kw = _init(x, t, seed=i)
+        sk = _sk_fit(x, 3, t, max_iter=200, tol=1e-7, **kw)
+        res = fit_em(x, 3, key=jax.random.key(0), covariance_type=t, max_iter=200, tol=1e-7, **kw)
+        assert res.mixture.locs.dtype == jnp.float64
+        assert res.n_iter == sk.n_iter_ and res.converged == sk.converged_
+        assert abs(float(res.log_likelihood) - sk.score(x)) < 1e-6
+        np.testing.assert_allclose(res.lower_bounds, sk.lower_bounds_, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(res.mixture.weights, sk.weights_, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(res.mixture.locs, sk.means_, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(_sk_cov(res.mixture), sk.covariances_, rtol=0, atol=1e-5)
+
+
+def test_parity_univariate_vector_data(x64):
+    # 1-D data as a plain vector give a univariate mixture equal to sklearn's fit of
+    # the (N, 1) column (tolerances as above)
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-1, 0.3, 300), rng.normal(1, 0.5, 500)])
+    kw = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-0.5], [0.5]]))
+    sk = _sk_fit(x[:, None], 2, "full", precisions_init=np.ones((2, 1, 1)), tol=1e-8, **kw)
+    res = fit_em(x, 2, key=jax.random.key(0), tol=1e-8, precisions_init=np.ones(2), **kw)
+    assert res.mixture.covariance_type == "univariate" and res.mixture.event_shape == ()
+    assert res.n_iter == sk.n_iter_
+    assert abs(float(res.log_likelihood) - sk.score(x[:, None])) < 1e-6
+    np.testing.assert_allclose(res.mixture.locs, sk.means_[:, 0], atol=1e-5)
+    np.testing.assert_allclose(res.mixture.scale_param**2, sk.covariances_[:, 0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("t", TYPES)
+def test_own_init_not_worse_than_sklearn(x64, t):
+    # each with its own k-means initialization (sklearn's KMeans vs our Lloyd), fixed
+    # seeds: the issue's bound is 1e-3 nats per sample
+    for i, x in enumerate(_datasets()):
+        sk = _sk_fit(x, 3, t, random_state=i)
+        res = fit_em(x, 3, key=jax.random.key(i), covariance_type=t)
+        assert float(res.log_likelihood) >= sk.score(x) - 1e-3
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random", "random_from_data"])
+def test_other_inits_reach_the_sklearn_optimum(x64, init):
+    # well-separated clusters: every init with 3 restarts reaches the same optimum as
+    # sklearn's kmeans-initialized fit (1e-3 nats per sample, the issue's bound)
+    x = _datasets()[0]
+    sk = _sk_fit(x, 3, "full", random_state=0, tol=1e-6)
+    res = fit_em(x, 3, key=jax.random.key(5), init=init, n_init=3, tol=1e-6, max_iter=300)
+    assert abs(float(res.log_likelihood) - sk.score(x)) < 1e-3
+
+
+@pytest.mark.numerics
+def test_recovers_seed_1d_mixture():
+    # The seeds' data: 2,000 + 5,000 + 10,000 draws. Standard errors of the MLE if the
+    # labels were known: mean σ/√n, std σ/√(2n), weight √(w(1-w)/N); the overlap of the
+    # components inflates them (missing information), so we allow 5 standard errors.
+    rng = np.random.default_rng(2024)
+    mus, sds, ns = (
+        np.array([-0.5, -0.1, 0.2]),
+        np.array([0.2, 0.07, 0.13]),
+        np.array([2000, 5000, 10000]),
+    )
+    x = np.concatenate([rng.normal(m, s, n) for m, s, n in zip(mus, sds, ns, strict=True)])
+    res = fit_em(jnp.asarray(x), 3, key=jax.random.key(0), tol=1e-6, max_iter=500, n_init=2)
+    mix = res.mixture
+    order = np.argsort(np.asarray(mix.locs))
+    w_true = ns / ns.sum()
+    np.testing.assert_array_less(np.abs(np.asarray(mix.locs)[order] - mus), 5 * sds / np.sqrt(ns))
+    np.testing.assert_array_less(
+        np.abs(np.asarray(mix.scale_param)[order] - sds), 5 * sds / np.sqrt(2 * ns)
+    )
+    np.testing.assert_array_less(
+        np.abs(np.asarray(mix.weights)[order] - w_true),
+        5 * np.sqrt(w_true * (1 - w_true) / ns.sum()),
+    )
+    assert res.converged
+
+
+@pytest.mark.numerics
+def test_recovers_2d_full_mixture():
+    # known 2-D full-covariance mixture, N = 6,000; mean SE = sqrt(Σ_dd / n_k): 5 SE
+    rng = np.random.default_rng(7)
+    # sorted by the first coordinate, as the fitted components are below
+    means = np.array([[-3.0, 0.0], [0.0, 4.0], [3.0, 1.0]])
+    covs = np.array(
+        [[[1.0, 0.5], [0.5, 1.0]], [[1.5, 0.0], [0.0, 0.3]], [[0.5, -0.2], [-0.2, 0.8]]]
+    )
+    ns = np.array([1500, 2000, 2500])
+    x = np.concatenate(
+        [rng.multivariate_normal(m, c, n) for m, c, n in zip(means, covs, ns, strict=True)]
+    )
+    res = fit_em(jnp.asarray(x), 3, key=jax.random.key(1), tol=1e-6)
+    order = np.argsort(np.asarray(res.mixture.locs)[:, 0])
+    got = np.asarray(res.mixture.locs)[order]
+    se = np.sqrt(np.diagonal(covs, axis1=1, axis2=2) / ns[:, None])
+    np.testing.assert_array_less(np.abs(got - means), 5 * se)
+    # covariance entries: SE of a sample covariance ≈ sqrt((Σ_ii Σ_jj + Σ_ij²)/n)
+    cov = np.asarray(res.mixture.component_covariance_matrix)[order]
+    d = np.diagonal(covs, axis1=1, axis2=2)
+    se_c = np.sqrt((d[:, :, None] * d[:, None, :] + covs**2) / ns[:, None, None])
+    np.testing.assert_array_less(np.abs(cov - covs), 5 * se_c)
+
+
+def test_sample_weight_equals_repetition(x64):
+    # integer weights are frequency weights: identical to repeating the points
+    # (same init, same iterations; rounding only, 1e-9)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 2)) + np.repeat(np.array([[0.0, 0.0], [4.0, 4.0]]), 30, 0)
+    reps = rng.integers(1, 4, size=60)
+    kw = dict(
+        weights_init=np.array([0.5, 0.5]),
+        means_init=np.array([[1.0, 1.0], [3.0, 3.0]]),
+        precisions_init=np.stack([np.eye(2)] * 2),
+        tol=1e-10,
+    )
+    a = fit_em(x, 2, key=jax.random.key(0), sample_weight=reps.astype(float), **kw)
+    b = fit_em(np.repeat(x, reps, axis=0), 2, key=jax.random.key(0), **kw)
+    np.testing.assert_allclose(a.mixture.locs, b.mixture.locs, atol=1e-9)
+    np.testing.assert_allclose(a.mixture.scale_param, b.mixture.scale_param, atol=1e-9)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, atol=1e-9)
+
+
+def test_n_init_keeps_the_best():
+    # restart 0 of n_init=4 uses the same key as n_init=1 would not; instead check the
+    # kept restart is at least as good as a fresh single fit from a random start
+    # with the data of a hard (overlapping, 5-component) problem
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(400, 2)) * 2.0
+    one = [
+        float(fit_em(x, 5, key=jax.random.key(s), init="random", max_iter=30).log_likelihood)
+        for s in range(2)
+    ]
+    many = fit_em(x, 5, key=jax.random.key(0), init="random", max_iter=30, n_init=6)
+    assert many.lower_bounds.shape == (many.n_iter,)
+    # six restarts beat the median of two single runs (not a tautology: different keys)
+    assert float(many.log_likelihood) >= min(one) - tol(1e-4, 1e-9)
+
+
+def test_duplicates_kept_finite_by_reg_covar_and_clear_error_without():
+    # five distinct values, each repeated 20 times: with K = 5 each component collapses
+    # onto one value; reg_covar keeps its variance at reg_covar and the fit finite
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [5.0, 5.0], [2.0, 4.0]]), 20, 0)
+    res = fit_em(x, 5, key=jax.random.key(0), covariance_type="diag", reg_covar=1e-3)
+    assert np.all(np.isfinite(np.asarray(res.mixture.scale_param)))
+    # the diag M-step is sklearn's E[x²] - μ²: in float32 it carries eps·max x² ≈ 3e-6
+    # absolute rounding (0.3% of 1e-3), hence rtol 1e-2; float64 leaves ~1e-11
+    np.testing.assert_allclose(np.asarray(res.mixture.scale_param) ** 2, 1e-3, rtol=tol(1e-2, 1e-6))
+    with pytest.raises(ValueError, match="Increase reg_covar"):
+        fit_em(x, 5, key=jax.random.key(0), covariance_type="full", reg_covar=0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(x=np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]])), "NaN or infinite"),
+        (dict(x=np.array([[0.0, np.inf], [1.0, 1.0], [2.0, 2.0]])), "NaN or infinite"),
+        (dict(x=np.zeros((1, 2))), "too few points"),
+        (dict(x=np.arange(6.0).reshape(3, 2), n_components=4), "larger than the number of points"),
+        (dict(covariance_type="banana"), "covariance_type must be one of"),
+        (dict(init="magic"), "init must be one of"),
+        (dict(x=np.zeros((2, 2, 2))), "must have shape"),
+        (dict(sample_weight=np.ones(3)), "sample_weight must have shape"),
+        (dict(means_init=np.zeros((3, 5))), "means_init must have shape"),
+        (dict(max_iter=0), "at least 1"),
+    ],
+)
+def test_bad_input_messages(kwargs, match):
+    args = dict(x=np.arange(20.0).reshape(10, 2), n_components=2)
+    args.update(kwargs)
+    x = args.pop("x")
+    k = args.pop("n_components")
+    with pytest.raises(ValueError, match=match):
+        fit_em(x, k, key=jax.random.key(0), **args)
+
+
+@pytest.mark.parametrize("t", TYPES)
+def test_scores_match_sklearn(x64, t):
+    # bic/aic/score/predict/predict_proba of the same parameters as sklearn's model
+    # (float64 rounding only: 1e-8 relative on sums of 600 log-densities)
+    x = _datasets()[1]
+    sk = _sk_fit(x, 3, t, random_state=0)
+    s = (
+        np.sqrt(sk.covariances_)
+        if t in ("diag", "spherical")
+        else np.linalg.cholesky(sk.covariances_)
+    )
+    mix = GaussianMixture.from_params(np.log(sk.weights_), sk.means_, s, t)
+    np.testing.assert_allclose(float(score(mix, x)), sk.score(x), rtol=1e-10)
+    np.testing.assert_allclose(float(bic(mix, x)), sk.bic(x), rtol=1e-10)
+    np.testing.assert_allclose(float(aic(mix, x)), sk.aic(x), rtol=1e-10)
+    np.testing.assert_allclose(predict_proba(mix, x), sk.predict_proba(x), atol=1e-10)
+    np.testing.assert_array_equal(predict(mix, x), sk.predict(x))
+    res = fit_em(x, 3, key=jax.random.key(0), covariance_type=t)
+    np.testing.assert_allclose(float(res.bic(x)), float(bic(res.mixture, x)), rtol=1e-12)
+    assert res.predict(x).shape == (600,) and res.predict_proba(x).shape == (600, 3)
+    np.testing.assert_allclose(float(res.score(x)), float(res.log_likelihood), rtol=1e-10)
+    np.testing.assert_allclose(float(res.aic(x)), float(aic(res.mixture, x)), rtol=1e-12)
+
+
+def test_float32_default_and_x64_state():
+    # the module's x64 fixture must not leak: default precision here
+    x = _datasets()[0].astype(np.float32)
+    res = fit_em(x, 3, key=jax.random.key(0))
+    assert res.mixture.locs.dtype == (jnp.float64 if X64 else jnp.float32)
+    assert np.isfinite(float(res.log_likelihood))
