@@ -248,6 +248,7 @@ def _cmd_demo(args) -> int:
         padded_size,
         plus_minus,
     )
+    from gmmjax.io import mixture_to_dict
 
     _check_method(args)
     t0 = time.perf_counter()
@@ -276,6 +277,7 @@ def _cmd_demo(args) -> int:
             "scale": scale,
         },
         "fits": {"a": sa, "b": sb},
+        "mixtures": {"a": mixture_to_dict(pa), "b": mixture_to_dict(pb)},
         **rep,
     }
     lines = [
@@ -310,6 +312,7 @@ def _cmd_compare(args) -> int:
 
     from gmmjax._cli_data import read_data
     from gmmjax._cli_report import divergence_report, format_fit, format_report, padded_size
+    from gmmjax.io import mixture_to_dict
 
     _check_method(args)
     if args.save:
@@ -336,7 +339,13 @@ def _cmd_compare(args) -> int:
         method=args.method,
         progress=_progress(args),
     )
-    payload = {"a": args.a, "b": args.b, "fits": {"a": sa, "b": sb}, **rep}
+    payload = {
+        "a": args.a,
+        "b": args.b,
+        "fits": {"a": sa, "b": sb},
+        "mixtures": {"a": mixture_to_dict(pa), "b": mixture_to_dict(pb)},
+        **rep,
+    }
     lines = [format_fit("a", sa), format_fit("b", sb), "", format_report(rep, ("a", "b"))]
     lines.insert(0, f"a = {args.a}, b = {args.b}")
     if args.save:

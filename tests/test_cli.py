@@ -1,0 +1,264 @@
+"""The ``gmmjax`` command end to end (subprocesses), and its error paths (in process).
+
+Every subprocess starts JAX afresh (seconds), so the end-to-end calls are few and
+share one persistent compilation cache: the demo, ``compare`` and ``fit`` use data
+of the same size, so EM compiles once. Reference values come from SciPy
+quadrature on the mixtures the command reports, never from gmmjax itself.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+from scipy.special import logsumexp
+
+from gmmjax import cli
+from gmmjax._cli_data import DataError, Progress, demo_data, read_data
+
+GMMJAX = Path(sys.executable).with_name("gmmjax")  # the console script of this environment
+SAMPLES = "4000"
+
+
+@pytest.fixture(autouse=True)
+def _no_disk_cache(monkeypatch):
+    # in-process main() must not switch this test process to a persistent cache
+    monkeypatch.setenv("GMMJAX_CACHE_DIR", "off")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    env = dict(os.environ)
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=str(d / "jax-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+        MPLBACKEND="Agg",
+    )
+    env.pop("GMMJAX_CACHE_DIR", None)
+    # the demo's --quick size (1700 points), so every EM fit shares one compiled shape
+    a = demo_data(10, scale=0.1)
+    b = demo_data(11, shift=0.1, scale=0.1)
+    with open(d / "a.csv", "w") as f:
+        f.write("x,y\n")
+        np.savetxt(f, np.c_[a, a * 2], delimiter=",")
+    np.save(d / "b.npy", np.c_[b, b * 2])
+    return d, env
+
+
+def _run(work, *args, script=True):
+    d, env = work
+    cmd = [str(GMMJAX)] if script else [sys.executable, "-m", "gmmjax"]
+    return subprocess.run(cmd + list(args), cwd=d, env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+
+
+def _logpdf(m, x):
+    """log density of a univariate mixture file dict, with SciPy."""
+    w, mu, var = (np.asarray(m[k], float) for k in ("weights", "means", "covariances"))
+    return logsumexp(np.log(w) + stats.norm.logpdf(np.asarray(x)[..., None], mu, np.sqrt(var)), -1)
+
+
+def _kl_quad(p, q):
+    f = lambda x: math.exp(_logpdf(p, x)) * (_logpdf(p, x) - _logpdf(q, x))  # noqa: E731
+    # the mixtures live in [-1.5, 1.5]; beyond ±3 the integrand is below 1e-30
+    val, err = integrate.quad(f, -3.0, 3.0, limit=400, epsabs=1e-10)
+    return val
+
+
+def _check_estimate(e, truth, what):
+    # calibrated standard errors: 4 SE is a >99.99% band for a normal error; the small
+    # absolute term covers float32 rounding of the summed log-ratios
+    assert abs(e["value"] - truth) <= 4 * e["stderr"] + 2e-4, (what, e, truth)
+
+
+def _not_blank_png(path):
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(path)[..., :3]
+    assert rgb.std() > 0.05
+
+
+def test_demo_json_end_to_end(work):
+    r = _run(work, "demo", "--quick", "--json", "--samples", SAMPLES, "--plot", "demo.png")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # not a terminal: no progress, and --json keeps notes off stderr
+    out = json.loads(r.stdout)
+    est, mix = out["estimates"], out["mixtures"]
+    assert set(est) >= {"kl_pq", "kl_qp", "js", "jeffreys"}
+    assert out["fits"]["a"]["points"] == 1700 and out["fits"]["a"]["n_components"] == 3
+    kl_ab, kl_ba = _kl_quad(mix["a"], mix["b"]), _kl_quad(mix["b"], mix["a"])
+    _check_estimate(est["kl_pq"], kl_ab, "KL(a‖b)")
+    _check_estimate(est["kl_qp"], kl_ba, "KL(b‖a)")
+    _check_estimate(est["jeffreys"], kl_ab + kl_ba, "Jeffreys")
+    assert 0.0 <= est["js"]["value"] <= math.log(2)
+    for side, truth in (("kl_pq", kl_ab), ("kl_qp", kl_ba)):
+        b = out["bounds"][side]
+        # guaranteed bounds, up to float32 rounding (1e-4 relative)
+        assert b["lower"] - 1e-4 <= truth <= b["upper"] * (1 + 1e-4) + 1e-6
+    assert out["closed_form"]["cauchy_schwarz"] > 0
+    _not_blank_png(work[0] / "demo.png")
+
+
+def test_compare_text_save_and_plot(work):
+    r = _run(work, "compare", "a.csv", "b.npy", "--column", "0", "-k", "3", "--samples",
+             SAMPLES, "--save", "pa.json", "pb.npz", "--plot", "cmp.png", script=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # progress only on a terminal
+    text = r.stdout
+    for needle in ("KL(a‖b)", "KL(b‖a)", "JS(a,b)", "±", "guaranteed bounds", "Cauchy–Schwarz"):
+        assert needle in text, needle
+    assert "1700 points, D=1 -> K=3 (univariate)" in text
+    _not_blank_png(work[0] / "cmp.png")
+    # the saved mixtures reproduce the reported KL: divergence on the files, vs quadrature
+    r2 = _run(work, "divergence", "pa.json", "pb.npz", "--kind", "kl", "--json",
+              "--samples", SAMPLES)  # fmt: skip
+    assert r2.returncode == 0, r2.stderr
+    out = json.loads(r2.stdout)
+    assert set(out["estimates"]) == {"kl_pq", "kl_qp"}  # --kind kl: no JS
+    pa = json.loads((work[0] / "pa.json").read_text())
+    with np.load(work[0] / "pb.npz") as z:
+        pb = {k: z[k] for k in ("weights", "means", "covariances")}
+    _check_estimate(out["estimates"]["kl_pq"], _kl_quad(pa, pb), "divergence KL(p‖q)")
+
+
+def test_fit_writes_a_loadable_model(work):
+    r = _run(work, "fit", "a.csv", "--column", "x", "-k", "3", "-o", "m.json", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)["fit"]
+    m = json.loads((work[0] / "m.json").read_text())
+    assert m["schema_version"] == 1 and m["covariance_type"] == "univariate"
+    x = np.loadtxt(work[0] / "a.csv", delimiter=",", skiprows=1)[:, 0]
+    # the reported log-likelihood is the model's mean log density on the data (float32
+    # arithmetic on 1700 terms: 1e-4 absolute), and EM reached sklearn's optimum
+    ll = _logpdf(m, x).mean()
+    assert abs(s["log_likelihood_per_point"] - ll) < 1e-4
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    sk = SkGMM(3, n_init=3, random_state=0).fit(x[:, None])
+    assert ll >= sk.score(x[:, None]) - 5e-3  # both stop at tol=1e-3 per point
+
+
+def test_bad_files_and_usage_exit_codes(work):
+    d = work[0]
+    bad = json.loads((d / "m.json").read_text()) if (d / "m.json").exists() else {}
+    bad.update(schema_version=2)
+    (d / "bad.json").write_text(json.dumps(bad))
+    r = _run(work, "divergence", "bad.json", "bad.json")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "`schema_version` is 2" in r.stderr
+    r = _run(work, "compare", "a.csv")
+    assert r.returncode == 2 and "usage: gmmjax compare" in r.stderr
+
+
+# ------------------------------------------------------------------ in process
+def _main(capsys, *argv):
+    code = cli.main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_bad_data_in_process(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("x\n1.0\n2.0\nabc\n")
+    code, out, err = _main(capsys, "fit", str(tmp_path / "t.csv"), "-k", "2", "-o", "m.json")
+    assert code == 1 and "line 4: 'abc' is not a number (column 'x')" in err
+    assert err.count("\n") == 1
+    code, _, err = _main(capsys, "fit", str(tmp_path / "none.csv"), "-k", "2", "-o", "m.json")
+    assert code == 1 and "no such file" in err
+    code, _, err = _main(capsys, "fit", str(tmp_path / "t.csv"), "-k", "2", "-o", "m.txt")
+    assert code == 2 and "must end in .json or .npz" in err
+    notpd = {"schema_version": 1, "covariance_type": "full", "weights": [1.0],
+             "means": [[0.0, 0.0]], "covariances": [[[1.0, 2.0], [2.0, 1.0]]]}  # fmt: skip
+    (tmp_path / "n.json").write_text(json.dumps(notpd))
+    code, _, err = _main(capsys, "divergence", str(tmp_path / "n.json"), str(tmp_path / "n.json"))
+    assert code == 1 and "`covariances[0]` is not positive definite" in err
+    code, _, err = _main(capsys, "divergence", str(tmp_path / "n.json"), "x.json", "--debug")
+    assert code == 1 and "Traceback" in err
+    code, _, err = _main(capsys, "divergence", "p.json", "q.json", "--method", "magic")
+    assert code == 2 and "--method must be one of iid, stratified, antithetic, qmc" in err
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["demo", "--samples", "0"], "expected a positive whole number"),
+        (["demo", "--samples", "lots"], "expected a number like"),
+        (["fit", "data.csv", "-o", "m.json"], "the following arguments are required: -k"),
+        (["divergence", "p.json", "q.json", "--kind", "bogus"], "invalid choice: 'bogus'"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
+def test_bad_usage_exits_2(capsys, argv, match):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_read_data_columns_and_formats(tmp_path):
+    (tmp_path / "h.csv").write_text("# comment\na, b ,c\n1,2,3\n4,5,6\n")
+    np.testing.assert_array_equal(read_data(str(tmp_path / "h.csv"), "c,a"), [[3, 1], [6, 4]])
+    np.testing.assert_array_equal(read_data(str(tmp_path / "h.csv"), "b"), [2, 5])
+    (tmp_path / "w.txt").write_text("1 2\n3 4\n5 6\n")
+    assert read_data(str(tmp_path / "w.txt")).shape == (3, 2)
+    np.save(tmp_path / "v.npy", np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(read_data(str(tmp_path / "v.npy"), "1"), [1, 3, 5])
+    with pytest.raises(DataError, match="no column named 'z'; columns: a, b, c"):
+        read_data(str(tmp_path / "h.csv"), "z")
+    (tmp_path / "r.csv").write_text("1,2\n3\n")
+    with pytest.raises(DataError, match="line 2: expected 2 fields, got 1"):
+        read_data(str(tmp_path / "r.csv"))
+    (tmp_path / "n.csv").write_text("1\nnan\n")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        read_data(str(tmp_path / "n.csv"))
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    with pytest.raises(DataError, match="numeric array"):
+        read_data(str(tmp_path / "s.npy"))
+
+
+def test_demo_data_is_the_seed_mixture():
+    x = demo_data(0)
+    assert x.shape == (17000,)
+    # the mean of the 2000/5000/10000 mixture is (2000·-0.5 + 5000·-0.1 + 10000·0.2)/17000;
+    # its sampling sd is below 0.3/√17000 ≈ 0.0023, so 0.01 is a > 4 SE band
+    assert abs(x.mean() - (-1000 - 500 + 2000) / 17000) < 0.01
+
+
+def test_progress_only_on_a_terminal(monkeypatch, capsys):
+    Progress("quiet", 3).step()
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a TTY
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = Progress("work", 2)
+    bar.step()
+    bar.close()
+    err = capsys.readouterr().err
+    assert "work [" in err and "2/2" in err and err.endswith("\n")
+    Progress("off", 2, enabled=False).close()
+    assert capsys.readouterr().err == ""
+
+
+def test_chunked_estimate_combines_chunks(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from gmmjax import GaussianMixture, _cli_report
+
+    monkeypatch.setattr(_cli_report, "CHUNK", 1000)
+    p = GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))
+    q = GaussianMixture(jnp.ones(1), jnp.ones(1), scale=jnp.full(1, 2.0))
+    fn = _cli_report._compiled(_cli_report._divergences_module().kl_estimate)
+    r = _cli_report.chunked_estimate(fn, p, q, jax.random.key(0), 4000, label="t",
+                                     progress=False, method="iid")  # fmt: skip
+    assert r["num_samples"] == 4000
+    # closed form KL(N(0,1) ‖ N(1,4)) = ln 2 + (1 + 1)/8 - ½
+    truth = math.log(2.0) + 2.0 / 8.0 - 0.5
+    _check_estimate(r, truth, "chunked KL")
+    # four chunks of 1000: the combined SE is that of 4000 iid samples; the SD of the
+    # log-ratio is about 0.6 here, so SE ≈ 0.6/√4000 ≈ 0.0095 (factor-1.5 band)
+    assert 0.006 < r["stderr"] < 0.015
