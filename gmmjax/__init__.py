@@ -18,6 +18,7 @@ from gmmjax.gaussian import (
     log_gaussian_overlap,
 )
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
+from gmmjax.io import load_mixture, save_mixture
 from gmmjax.mixture import GaussianMixture
 from gmmjax.quadrature import kl_quadrature, kl_reference_1d, standard_normal_rule
 
@@ -41,11 +42,13 @@ __all__ = [
     "kl_bounds",
     "kl_quadrature",
     "kl_reference_1d",
+    "load_mixture",
     "log_gaussian_kernel",
     "log_gaussian_overlap",
     "log_inner_product",
     "predict",
     "predict_proba",
+    "save_mixture",
     "score",
     "squared_l2_distance",
     "squared_mmd",
