@@ -1,28 +1,9 @@
-"""Shared test helpers.
+"""Shared fixtures; plain helpers live in ``tests/_helpers.py``."""
 
-``.ci/run`` runs the ``numerics``-marked tests twice: once in float32 (the default)
-and once with ``JAX_ENABLE_X64=1``. Tolerances are picked per precision with
-:func:`tol`.
-"""
-
-import jax
 import numpy as np
 import pytest
-
-X64 = bool(jax.config.jax_enable_x64)
-
-
-def tol(f32: float, f64: float) -> float:
-    """The tolerance for the active precision."""
-    return f64 if X64 else f32
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-def random_spd(rng, k, d, jitter=0.5):
-    """``(k, d, d)`` well-conditioned SPD matrices."""
-    a = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    return a @ np.swapaxes(a, -1, -2) + jitter * np.eye(d)

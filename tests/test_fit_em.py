@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import X64, tol
 from sklearn.mixture import GaussianMixture as SkGM
 
 from gmmjax import GaussianMixture, aic, bic, fit_em, predict, predict_proba, score
+from tests._helpers import X64, tol
 
 TYPES = ("full", "tied", "diag", "spherical")
 

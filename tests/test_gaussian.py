@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from conftest import X64, random_spd, tol
 from scipy import integrate, stats
 
 from gmmjax import gaussian_entropy, gaussian_kl, gaussian_overlap, log_gaussian_kernel
 from gmmjax.gaussian import precision_cholesky, scale_tril_from_precision
+from tests._helpers import X64, random_spd, tol
 
 pytestmark = pytest.mark.numerics
 

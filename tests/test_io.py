@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import X64, random_spd
 
 from gmmjax import GaussianMixture
 from gmmjax.io import (
@@ -17,6 +16,7 @@ from gmmjax.io import (
     mixture_to_dict,
     save_mixture,
 )
+from tests._helpers import X64, random_spd
 
 pytestmark = pytest.mark.numerics
 

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import X64, random_spd, tol
 from scipy import integrate, stats
 from scipy.special import logsumexp
 
 from gmmjax import GaussianMixture
+from tests._helpers import X64, random_spd, tol
 
 pytestmark = pytest.mark.numerics
 

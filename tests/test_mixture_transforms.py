@@ -10,9 +10,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from conftest import random_spd
 
 from gmmjax import GaussianMixture, from_numpyro, to_numpyro
+from tests._helpers import random_spd
 
 K, D = 3, 2
 
