@@ -8,19 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _gmm_reference import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+
+from gmmjax import GaussianMixture, KLBounds, kl_bounds
+from tests._gmm_reference import (
     NpGMM,
     gaussian_kl_np,
     kl_grid_2d,
     kl_quad_1d,
     random_gmm,
 )
-from conftest import X64, tol
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from scipy.special import logsumexp
-
-from gmmjax import GaussianMixture, KLBounds, kl_bounds
+from tests._helpers import X64, tol
 
 pytestmark = pytest.mark.numerics
 
