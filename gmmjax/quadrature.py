@@ -6,7 +6,10 @@ component of ``p`` the expectation is a cubature rule for the standard normal:
 * ``"tensor"``: the tensor product of ``order``-point Gauss–Hermite rules (probabilists'
   nodes from :func:`numpy.polynomial.hermite_e.hermegauss`, computed once on the host),
   ``order^D`` points; exact for polynomials of degree ``2·order - 1`` in each variable.
-  Used up to ``D = 3`` by default.
+  Used up to ``D = 3`` by default. Because ``log q`` bends sharply where ``q`` changes
+  its dominant component, convergence in ``order`` is algebraic, not exponential:
+  measured relative errors ≈ 1e-6 (1-D, order 128), 1e-5 (2-D, order 48) and 3e-4
+  (3-D, order 16) on random mixtures (``tests/test_quadrature.py``).
 * ``"degree5"``: Stroud's fully symmetric degree-5 rule with ``2D² + 1`` points
   (Stroud 1971, rule E_n^{r²} 5-2; some weights are negative for ``D > 4``). Used for
   ``D > 3``; it is exact when ``h`` is a polynomial of degree ≤ 5 along each
@@ -30,7 +33,7 @@ from gmmjax._pairs import check_pair, dense, map_pairs
 
 __all__ = ["kl_quadrature", "kl_reference_1d", "standard_normal_rule"]
 
-_DEFAULT_ORDER = {1: 64, 2: 24, 3: 10}
+_DEFAULT_ORDER = {1: 128, 2: 48, 3: 16}
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,7 +75,7 @@ def standard_normal_rule(dim: int, *, rule: str = "auto", order: int | None = No
       dim: the dimension ``D ≥ 1``.
       rule: ``"tensor"`` (Gauss–Hermite product), ``"degree5"`` (Stroud, ``2D² + 1``
         points) or ``"auto"`` (tensor for ``D ≤ 3``, degree5 beyond).
-      order: Gauss–Hermite points per axis for ``"tensor"`` (default 64, 24, 10 for
+      order: Gauss–Hermite points per axis for ``"tensor"`` (default 128, 48, 16 for
         ``D = 1, 2, 3``).
 
     Returns:
