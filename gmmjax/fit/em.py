@@ -76,9 +76,10 @@ class EMResult(NamedTuple):
 
 
 def _chunk_size(n: int, k: int, d: int) -> int:
-    # ~2^22 elements for the (C, K, D) temporaries of the full type: in cache-friendly
-    # blocks, and bounded memory for any N
-    c = max(256, (1 << 22) // max(1, k * d))
+    # ~2^22 elements (CPU) for the (C, K, D) temporaries of the full type: in
+    # cache-friendly blocks, and bounded memory for any N; accelerators get 2^27
+    budget = 1 << (22 if jax.default_backend() == "cpu" else 27)
+    c = max(256, budget // max(1, k * d))
     return int(min(n, c))
 
 
