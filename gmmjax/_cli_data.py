@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["DataError", "Progress", "demo_data", "read_data"]
+__all__ = ["DataError", "Progress", "UsageError", "demo_data", "read_data"]
 
 # The seed blog's three-Gaussian 1-D data set: (count, mean, standard deviation).
 DEMO_COMPONENTS = ((2000, -0.5, 0.2), (5000, -0.1, 0.07), (10000, 0.2, 0.13))
@@ -22,6 +22,10 @@ DEMO_SHIFT = 0.1
 
 class DataError(ValueError):
     """Bad input data (unreadable file, non-numeric values, wrong shape): exit status 1."""
+
+
+class UsageError(Exception):
+    """A bad combination of arguments: exit status 2."""
 
 
 def demo_data(seed: int = 0, *, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:

@@ -146,8 +146,8 @@ def test_fit_writes_a_loadable_model(work):
 
 def test_bad_files_and_usage_exit_codes(work):
     d = work[0]
-    bad = json.loads((d / "m.json").read_text()) if (d / "m.json").exists() else {}
-    bad.update(schema_version=2)
+    bad = {"schema_version": 2, "covariance_type": "univariate", "weights": [1.0],
+           "means": [0.0], "covariances": [1.0]}  # fmt: skip
     (d / "bad.json").write_text(json.dumps(bad))
     r = _run(work, "divergence", "bad.json", "bad.json")
     assert r.returncode == 1
