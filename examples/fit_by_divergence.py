@@ -1,8 +1,8 @@
 """Fit a mixture by gradient descent on a divergence: forward KL, reverse KL, JS, Cauchy–Schwarz.
 
 The target p is the seeds' three-Gaussian 1-D mixture. Starting from the same
-broad guess, a 3-component q is fitted four ways with ``gmmjax.fit.gradient.fit_gradient``
-(optax Adam, all steps in one compiled ``lax.scan``):
+broad guess, a 3-component q is fitted four ways with ``gmmjax.fit.fit_to_target``
+(optax Adam through ``fit_gradient``, all steps in one compiled ``lax.scan``):
 
 * forward KL(p‖q), Monte Carlo from p: the maximum-likelihood direction, mass-covering;
 * reverse KL(q‖p), Monte Carlo from q with "sticking the landing" (``stl=True``): mode-seeking;
@@ -27,8 +27,7 @@ import numpy as np
 import optax
 
 import gmmjax
-from gmmjax.divergences import js_divergence, kl_divergence
-from gmmjax.fit.gradient import fit_gradient
+from gmmjax.fit import fit_to_target
 
 
 def sorted_weights(m):
@@ -52,21 +51,27 @@ def main():
         jnp.ones(3) / 3, jnp.array([-0.4, 0.0, 0.4]), scale=jnp.full(3, 0.3)
     )
 
-    # stratified sampling over components: pathwise in the means and scales and exactly
-    # differentiable in the weights (no score function)
-    mc = {"method": "stratified"}
-    losses = {
-        "forward KL(p‖q)": lambda q, key: kl_divergence(p, q, key, n, **mc),
-        "reverse KL(q‖p)": lambda q, key: kl_divergence(q, p, key, n, stl=True, **mc),
-        "JS(p,q)": lambda q, key: js_divergence(p, q, key, n, **mc),
-        "Cauchy–Schwarz": lambda q, key: gmmjax.cauchy_schwarz_divergence(p, q),
+    # fit_to_target builds the loss and runs fit_gradient (any loss(q, key) works there).
+    # Monte Carlo losses use stratified sampling over components: pathwise in the means
+    # and scales and exactly differentiable in the weights (no score function).
+    objectives = {
+        "forward KL(p‖q)": "kl",
+        "reverse KL(q‖p)": "reverse_kl",
+        "JS(p,q)": "js",
+        "Cauchy–Schwarz": "cs",
     }
     fits = {}
     print(f"{'objective':<17} {'final loss':>11} {'KL(p‖q) by quadrature':>23}   weights")
     print(f"{'(initial guess)':<17} {'':>11} {float(gmmjax.kl_quadrature(p, init)):23.4f}")
-    for i, (name, loss) in enumerate(losses.items()):
-        fit = fit_gradient(
-            loss, init, key=jax.random.key(i), num_steps=steps, optimizer=optax.adam(0.03)
+    for i, (name, divergence) in enumerate(objectives.items()):
+        fit = fit_to_target(
+            p,
+            init,
+            key=jax.random.key(i),
+            divergence=divergence,
+            num_samples=n,
+            num_steps=steps,
+            optimizer=optax.adam(0.03),
         )
         q = fit.mixture
         fits[name] = q
