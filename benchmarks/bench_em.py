@@ -49,7 +49,7 @@ def _time(fn, repeats):
     return statistics.median(ts), ts
 
 
-def run_case(n, d, k, cov, iters, repeats, sklearn):
+def run_case(n, d, k, cov, iters, repeats, sklearn, sk_threads=(None, 1)):
     x, w0, m0 = _data(n, d, k)
     p0 = np.broadcast_to(np.eye(d), (k, d, d)).copy() if cov == "full" else np.ones((k, d))
     kw = dict(weights_init=w0, means_init=m0, precisions_init=p0, max_iter=iters, tol=0.0)
@@ -88,7 +88,7 @@ def run_case(n, d, k, cov, iters, repeats, sklearn):
         # BLAS threads: on a loaded 2-core machine OpenBLAS with 2 threads can be
         # several times slower than with 1; time one fit each way, keep the faster
         once = {}
-        for threads in (None, 1):
+        for threads in sk_threads:
             t0 = time.perf_counter()
             sk = run_sk(threads)
             once[threads] = time.perf_counter() - t0
@@ -113,6 +113,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--n", type=int, nargs="*", default=None)
+    ap.add_argument("--iters", type=int, default=None, help="EM iterations (default 10 / 3)")
+    ap.add_argument(
+        "--sk-one-thread", action="store_true", help="time sklearn with 1 BLAS thread only"
+    )
     args = ap.parse_args()
     if args.quick:
         grid = list(itertools.product([10**4], [2, 16], [8], ["full", "diag"]))
@@ -130,15 +134,16 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for n, d, k, cov in grid:
-        iters = 10 if n <= 10**5 else 3
-        row = run_case(n, d, k, cov, iters, args.repeats, not args.no_sklearn)
+        iters = args.iters or (10 if n <= 10**5 else 3)
+        threads = (1,) if args.sk_one_thread else (None, 1)
+        row = run_case(n, d, k, cov, iters, args.repeats, not args.no_sklearn, threads)
         rows.append(row)
         sk = row.get("sk_s")
         sk_txt = f"{sk:.3f} ({sk / iters:.4f})" if sk else "–"
         up = f"{sk / row['jax_s']:.1f}×" if sk else "–"
         print(
             f"| {n:.0e} | {d} | {k} | {cov} | {iters} | {row['jax_s']:.3f} "
-            f"({row['jax_s'] / iters:.4f}) | {sk_txt} | {up} |",
+            f"({row['jax_s'] / iters:.4f}) | {sk_txt} | {row.get('sk_threads', '–')} | {up} |",
             flush=True,
         )
         if args.json:
