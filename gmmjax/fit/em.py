@@ -344,7 +344,13 @@ def fit_em(
         keys, xs, ws, user, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype), static
     )
     if not bool(any_ok) or not bool(jnp.isfinite(ll)):
-        raise ValueError(_FAIL_MSG.format(reg=reg_covar))
+        msg = _FAIL_MSG.format(reg=reg_covar)
+        if x.dtype == jnp.float32:
+            msg += (
+                "; in float32 a reg_covar of about 1e-4 times the data variance, or float64 "
+                "(jax.config.update('jax_enable_x64', True)), avoids this"
+            )
+        raise ValueError(msg)
     weights, means, _, scale = params
     means = means + center
     if univariate:
