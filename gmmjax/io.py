@@ -220,7 +220,7 @@ def _check_pd(cov: np.ndarray, t: str, label: str) -> None:
             idx = ", ".join(str(int(i)) for i in bad[0])
             raise MixtureFileError(
                 f"field `{label}` is not positive definite: entry [{idx}] is "
-                f"{cov[tuple(bad[0])]!r}; variances must be > 0"
+                f"{float(cov[tuple(bad[0])])!r}; variances must be > 0"
             )
         return
     scale = max(float(np.max(np.abs(cov))), 1e-300)
@@ -262,6 +262,19 @@ def mixture_from_dict(d: dict) -> GaussianMixture:
       MixtureFileError: wrong format or schema version, a missing field, a field of
         the wrong shape, weights off the simplex, or a covariance that is not
         positive definite. The message names the field.
+
+    Example:
+      >>> d = {"schema_version": 1, "covariance_type": "diag", "weights": [0.5, 0.5],
+      ...      "means": [[0.0, 0.0], [1.0, 1.0]], "covariances": [[1.0, 4.0], [1.0, 1.0]]}
+      >>> m = mixture_from_dict(d)
+      >>> m.covariance_type, m.event_shape, m.scale_param[0].tolist()
+      ('diag', (2,), [1.0, 2.0])
+      >>> d["covariances"] = [[1.0, 4.0], [1.0, -1.0]]
+      >>> try:
+      ...     mixture_from_dict(d)
+      ... except MixtureFileError as e:
+      ...     print(e)
+      field `covariances` is not positive definite: entry [1, 1] is -1.0; variances must be > 0
     """
     if not isinstance(d, dict):
         raise MixtureFileError(f"a mixture file must hold an object, got {type(d).__name__}")

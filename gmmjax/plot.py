@@ -331,6 +331,17 @@ def plot_convergence(
 
     Returns:
       The matplotlib ``Axes``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gmmjax import GaussianMixture, gaussian_kl
+      >>> from gmmjax.divergences import kl_estimate
+      >>> p = GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))
+      >>> q = GaussianMixture(jnp.ones(1), jnp.ones(1), scale=jnp.full(1, 2.0))
+      >>> ax = plot_convergence(p, q, {"qmc": kl_estimate}, num_samples=(256, 1024),
+      ...                       reference=float(gaussian_kl(0.0, 1.0, 1.0, 2.0)))
+      >>> len(ax.containers)  # one error-bar series per estimator
+      1
     """
     if not estimators:
         raise ValueError("plot_convergence needs at least one estimator: {name: function}")
