@@ -117,6 +117,12 @@ def main():
     ap.add_argument(
         "--sk-one-thread", action="store_true", help="time sklearn with 1 BLAS thread only"
     )
+    ap.add_argument(
+        "--sk-max-work",
+        type=float,
+        default=float("inf"),
+        help="skip sklearn where N·K·D² (full) or N·K·D (diag) exceeds this",
+    )
     args = ap.parse_args()
     if args.quick:
         grid = list(itertools.product([10**4], [2, 16], [8], ["full", "diag"]))
@@ -136,7 +142,9 @@ def main():
     for n, d, k, cov in grid:
         iters = args.iters or (10 if n <= 10**5 else 3)
         threads = (1,) if args.sk_one_thread else (None, 1)
-        row = run_case(n, d, k, cov, iters, args.repeats, not args.no_sklearn, threads)
+        work = n * k * d * (d if cov == "full" else 1)
+        use_sk = not args.no_sklearn and work <= args.sk_max_work
+        row = run_case(n, d, k, cov, iters, args.repeats, use_sk, threads)
         rows.append(row)
         sk = row.get("sk_s")
         sk_txt = f"{sk:.3f} ({sk / iters:.4f})" if sk else "–"

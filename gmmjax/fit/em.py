@@ -93,11 +93,8 @@ def _em_one(key, xs, ws, user, opts):
     uw, um, up = user
     if uw is None or um is None or up is None:
         r = initial_responsibilities(key, x_flat, w_flat, k, init).reshape(xs.shape[:2] + (k,))
-        zero = jnp.zeros((k, xs.shape[-1]), dt)
-        nk, sx, _ = _stats.resp_stats(xs, ws, r, zero, t)
-        shift = sx / (nk + 10.0 * _stats._eps(dt))[:, None]  # centered second pass
-        stats = _stats.resp_stats(xs, ws, r, shift, t)
-        params, ok = _stats.mstep(stats, shift, tied_s, reg, t)
+        stats = _stats.resp_stats(xs, ws, r, t)
+        params, ok = _stats.mstep(stats, tied_s, reg, t)
         weights, means, prec, scale = params
     else:
         ok = jnp.asarray(True)
@@ -119,7 +116,7 @@ def _em_one(key, xs, ws, user, opts):
         i, lb_prev, params, lbs, _, _ = s
         ll, stats = _stats.estep_stats(xs, ws, params, t)
         lb = ll / total_w
-        new, ok = _stats.mstep(stats, params[1], tied_s, reg, t)
+        new, ok = _stats.mstep(stats, tied_s, reg, t)
         ok = ok & jnp.isfinite(lb)
         conv = jnp.abs(lb - lb_prev) < tol
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, params)
