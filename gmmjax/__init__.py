@@ -54,6 +54,7 @@ from gmmjax.gaussian import (
     log_gaussian_kernel,
     log_gaussian_overlap,
 )
+from gmmjax.infer import AutoGaussianMixture, MixtureELBO
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
 from gmmjax.io import load_mixture, save_mixture
 from gmmjax.mixture import GaussianMixture
@@ -62,12 +63,14 @@ from gmmjax.quadrature import kl_quadrature, kl_reference_1d, standard_normal_ru
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoGaussianMixture",
     "BhattacharyyaBounds",
     "EMResult",
     "Estimate",
     "GaussianMixture",
     "GradientFit",
     "KLBounds",
+    "MixtureELBO",
     "aic",
     "bhattacharyya_bounds",
     "bic",
