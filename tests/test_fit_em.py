@@ -112,7 +112,7 @@ def test_own_init_not_worse_than_sklearn(x64, t):
         assert float(res.log_likelihood) >= sk.score(x) - 1e-3
 
 
-@pytest.mark.parametrize("init", ["k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize("init", ["k-means++", "random_from_data"])  # "random": below
 def test_other_inits_reach_the_sklearn_optimum(x64, init):
     # well-separated clusters: every init with 3 restarts reaches the same optimum as
     # sklearn's kmeans-initialized fit (1e-3 nats per sample, the bound)
@@ -163,6 +163,8 @@ def test_recovers_2d_full_mixture():
         [rng.multivariate_normal(m, c, n) for m, c, n in zip(means, covs, ns, strict=True)]
     )
     res = fit_em(jnp.asarray(x), 3, key=jax.random.key(1), tol=1e-6)
+    # the x64 fixture of the parity tests must not leak: default precision here
+    assert res.mixture.locs.dtype == (jnp.float64 if X64 else jnp.float32)
     order = np.argsort(np.asarray(res.mixture.locs)[:, 0])
     got = np.asarray(res.mixture.locs)[order]
     se = np.sqrt(np.diagonal(covs, axis1=1, axis2=2) / ns[:, None])
@@ -194,19 +196,15 @@ def test_sample_weight_equals_repetition(x64):
 
 
 def test_n_init_keeps_the_best():
-    # restart 0 of n_init=4 uses the same key as n_init=1 would not; instead check the
-    # kept restart is at least as good as a fresh single fit from a random start
-    # with the data of a hard (overlapping, 5-component) problem
+    # restart j runs from fold_in(key, j), so restart 0 of n_init=6 is the n_init=1 fit
+    # with the same key; the kept restart has the highest final lower bound, hence at
+    # least that of restart 0 (float32 rounding of the vmapped run: 1e-5 nats)
     rng = np.random.default_rng(9)
-    x = rng.normal(size=(400, 2)) * 2.0
-    one = [
-        float(fit_em(x, 5, key=jax.random.key(s), init="random", max_iter=30).log_likelihood)
-        for s in range(2)
-    ]
+    x = rng.normal(size=(400, 2)) * 2.0  # overlapping: restarts end in different optima
+    one = fit_em(x, 5, key=jax.random.key(0), init="random", max_iter=30)
     many = fit_em(x, 5, key=jax.random.key(0), init="random", max_iter=30, n_init=6)
     assert many.lower_bounds.shape == (many.n_iter,)
-    # six restarts beat the median of two single runs (not a tautology: different keys)
-    assert float(many.log_likelihood) >= min(one) - tol(1e-4, 1e-9)
+    assert float(many.lower_bounds[-1]) >= float(one.lower_bounds[-1]) - tol(1e-5, 1e-12)
 
 
 def test_duplicates_kept_finite_by_reg_covar_and_clear_error_without():
@@ -268,11 +266,3 @@ def test_scores_match_sklearn(x64, t):
     assert res.predict(x).shape == (600,) and res.predict_proba(x).shape == (600, 3)
     np.testing.assert_allclose(float(res.score(x)), float(res.log_likelihood), rtol=1e-10)
     np.testing.assert_allclose(float(res.aic(x)), float(aic(res.mixture, x)), rtol=1e-12)
-
-
-def test_float32_default_and_x64_state():
-    # the module's x64 fixture must not leak: default precision here
-    x = _datasets()[0].astype(np.float32)
-    res = fit_em(x, 3, key=jax.random.key(0))
-    assert res.mixture.locs.dtype == (jnp.float64 if X64 else jnp.float32)
-    assert np.isfinite(float(res.log_likelihood))

@@ -335,7 +335,8 @@ def fit_em(
     xc = jnp.concatenate([xc, jnp.zeros((n_pad, d), x.dtype)])
     wp = jnp.concatenate([w, jnp.zeros((n_pad,), x.dtype)])
     xs, ws = xc.reshape(-1, c, d), wp.reshape(-1, c)
-    keys = jax.random.split(key, int(n_init))
+    # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
     static = (t, k, init, int(max_iter))
     params, ll, n_iter, conv, any_ok, lbs = _fit_jit(
         keys, xs, ws, user, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype), static
