@@ -38,6 +38,19 @@ def _check_method(args) -> None:
         raise UsageError(f"--method must be one of {', '.join(methods)}; got {args.method!r}")
 
 
+_FIGURE_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def _check_plot_path(path: str | None, dim: int | None = None) -> None:
+    """Refuse a figure we could not write before any fitting starts."""
+    if path is None:
+        return
+    if os.path.splitext(path)[1].lower() not in _FIGURE_TYPES:
+        raise UsageError(f"--plot must end in one of {', '.join(_FIGURE_TYPES)}, got {path!r}")
+    if dim is not None and dim > 2:
+        raise UsageError(f"--plot draws 1-D or 2-D data; these data are {dim}-D")
+
+
 def _check_output_path(path: str, flag: str) -> None:
     if os.path.splitext(path)[1].lower() not in (".json", ".npz"):
         raise UsageError(f"{flag} must end in .json or .npz, got {path!r}")
@@ -78,7 +91,7 @@ def _plot_fits(path: str, mixtures, datas, names, title: str) -> None:
             plot_contours_2d(m, x, ax=ax)
             ax.set_title(f"{n}: log p(x)")
         fig.suptitle(title, fontsize=9)
-    else:
+    else:  # refused earlier by _check_plot_path
         raise UsageError(f"--plot draws 1-D or 2-D data; these data are {d}-D")
     fig.savefig(path, dpi=110)
 
@@ -115,6 +128,7 @@ def _cmd_demo(args) -> int:
     from gmmjax.io import mixture_to_dict
 
     _check_method(args)
+    _check_plot_path(None if args.no_plot else args.plot)
     t0 = time.perf_counter()
     scale = 0.1 if args.quick else 1.0
     samples = min(args.samples, 20_000) if args.quick else args.samples
@@ -190,6 +204,7 @@ def _cmd_compare(args) -> int:
             f"{args.a} has {da} column(s) but {args.b} has {db}; choose the same columns "
             "with --column"
         )
+    _check_plot_path(args.plot, 1 if xa.ndim == 1 else xa.shape[1])
     ka, kb, kd = jax.random.split(jax.random.key(args.seed), 3)
     pad = padded_size(len(xa), len(xb))
     pa, sa = _fit(args, xa, args.a, ka, pad)

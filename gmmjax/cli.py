@@ -208,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional dependency (matplotlib for --plot)
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {_one_line(e)}; pip install 'gmmjax[plot]'", file=sys.stderr)
+        return 1
     except (DataError, ValueError, OSError) as e:
         # bad data: unreadable files, schema violations, failed fits
         if args.debug:

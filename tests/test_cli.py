@@ -173,6 +173,12 @@ def test_bad_data_in_process(tmp_path, capsys):
     assert code == 1 and "no such file" in err
     code, _, err = _main(capsys, "fit", str(tmp_path / "t.csv"), "-k", "2", "-o", "m.txt")
     assert code == 2 and "must end in .json or .npz" in err
+    np.save(tmp_path / "d3.npy", np.zeros((5, 3)))
+    code, _, err = _main(capsys, "compare", str(tmp_path / "d3.npy"), str(tmp_path / "d3.npy"),
+                         "--plot", "out.png")  # fmt: skip
+    assert code == 2 and "--plot draws 1-D or 2-D data; these data are 3-D" in err
+    code, _, err = _main(capsys, "demo", "--plot", "out.txt")
+    assert code == 2 and "--plot must end in one of .png" in err
     notpd = {"schema_version": 1, "covariance_type": "full", "weights": [1.0],
              "means": [[0.0, 0.0]], "covariances": [[[1.0, 2.0], [2.0, 1.0]]]}  # fmt: skip
     (tmp_path / "n.json").write_text(json.dumps(notpd))
