@@ -211,13 +211,31 @@ def test_duplicates_kept_finite_by_reg_covar_and_clear_error_without():
     # five distinct values, each repeated 20 times: with K = 5 each component collapses
     # onto one value; reg_covar keeps its variance at reg_covar and the fit finite
     x = np.repeat(np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [5.0, 5.0], [2.0, 4.0]]), 20, 0)
-    res = fit_em(x, 5, key=jax.random.key(0), covariance_type="diag", reg_covar=1e-3)
+    kw = dict(weights_init=np.full(5, 0.2), means_init=x[::20] + 0.1)
+    p0 = {"diag": np.ones((5, 2)), "full": np.stack([np.eye(2)] * 5)}
+    res = fit_em(
+        x,
+        5,
+        key=jax.random.key(0),
+        covariance_type="diag",
+        reg_covar=1e-3,
+        precisions_init=p0["diag"],
+        **kw,
+    )
     assert np.all(np.isfinite(np.asarray(res.mixture.scale_param)))
     # the diag M-step is sklearn's E[x²] - μ²: in float32 it carries eps·max x² ≈ 3e-6
     # absolute rounding (0.3% of 1e-3), hence rtol 1e-2; float64 leaves ~1e-11
     np.testing.assert_allclose(np.asarray(res.mixture.scale_param) ** 2, 1e-3, rtol=tol(1e-2, 1e-6))
     with pytest.raises(ValueError, match="Increase reg_covar"):
-        fit_em(x, 5, key=jax.random.key(0), covariance_type="full", reg_covar=0.0)
+        fit_em(
+            x,
+            5,
+            key=jax.random.key(0),
+            covariance_type="full",
+            reg_covar=0.0,
+            precisions_init=p0["full"],
+            **kw,
+        )
 
 
 @pytest.mark.parametrize(
