@@ -23,7 +23,7 @@ EXPECTED = {
     "gaussian_kl_curves.py": (["kl_curves.png", "kl_convergence.png"], ["closed form"]),
     "mixture_density.py": (["mixture_density.png"], ["∫ p dx = 1.000000", "∫∫ p dx = 1.000"]),
     "fit_by_divergence.py": (["fit_by_divergence.png"], ["Cauchy–Schwarz", "reverse KL(q‖p)"]),
-    "vmap_many_pairs.py": ([], ["1000 pairs", "jax.vmap over single pairs", "sharded over"]),
+    "vmap_many_pairs.py": ([], ["2000 pairs", "jax.vmap over 1000 single pairs", "sharded over"]),
 }
 
 
