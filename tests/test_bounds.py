@@ -58,10 +58,16 @@ def _as_type(m, c, cov_type):
     return GaussianMixture(w, jnp.asarray(m), jnp.asarray(c[:, 0, 0]), covariance_type="spherical")
 
 
-@pytest.mark.parametrize("use_jit", [False, True])
 @pytest.mark.parametrize(
-    "cov_type,d",
-    [("univariate", 1), ("full", 3), ("tied", 2), ("diag", 4), ("spherical", 3)],
+    "cov_type,d,use_jit",
+    # kl_bounds jits itself; use_jit=True checks that it also composes with an outer jit
+    [
+        ("univariate", 1, True),
+        ("full", 3, False),
+        ("tied", 2, True),
+        ("diag", 4, False),
+        ("spherical", 3, False),
+    ],
 )
 def test_every_approximation_exact_for_single_gaussians(cov_type, d, use_jit):
     rng = np.random.default_rng(7)
@@ -115,7 +121,7 @@ def _draw_pair(seed, d, kp=3, kq=2):
     return random_gmm(rng, kp, d), random_gmm(rng, kq, d)
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(st.integers(0, 2**31 - 1))
 def test_bounds_bracket_quadrature_1d_hypothesis(seed):
     p, q = _draw_pair(seed, 1)
@@ -125,7 +131,7 @@ def test_bounds_bracket_quadrature_1d_hypothesis(seed):
     )
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(st.integers(0, 2**31 - 1))
 def test_bounds_bracket_quadrature_2d_hypothesis(seed):
     p, q = _draw_pair(seed, 2)
@@ -173,9 +179,9 @@ def test_bounds_bracket_300_random_1d_pairs_batched():
 def test_variational_upper_is_monotone_in_iterations():
     """Each fixed-point step keeps a valid bound and never loosens it (Hershey & Olsen §7)."""
     rng = np.random.default_rng(3)
-    p = random_gmm(rng, 4, 2).to_jax()
-    q = random_gmm(rng, 3, 2).to_jax()
-    vals = [float(kl_bounds(p, q, n_iter=n).variational_upper) for n in (0, 1, 3, 30)]
+    p = random_gmm(rng, 3, 2).to_jax()  # K_p=3, K_q=2, D=2 as elsewhere: compiled once
+    q = random_gmm(rng, 2, 2).to_jax()
+    vals = [float(kl_bounds(p, q, n_iter=n).variational_upper) for n in (0, 2, 30)]
     eps = tol(1e-5, 1e-12) * (1 + abs(vals[0]))  # float32 rounding of the O(1) sums
     assert all(b <= a + eps for a, b in zip(vals, vals[1:], strict=False))
     # n_iter=0 is the plain convexity bound Σ π_a ω_b KL(f_a‖g_b)
@@ -183,8 +189,8 @@ def test_variational_upper_is_monotone_in_iterations():
     qn = NpGMM(np.asarray(q.weights), np.asarray(q.locs), np.asarray(q.component_covariance_matrix))
     conv = sum(
         pn.w[a] * qn.w[b] * gaussian_kl_np(pn.m[a], pn.c[a], qn.m[b], qn.c[b])
-        for a in range(4)
-        for b in range(3)
+        for a in range(3)
+        for b in range(2)
     )
     assert vals[0] == pytest.approx(conv, rel=tol(1e-4, 1e-10))
 
@@ -242,8 +248,8 @@ def test_kl_of_identical_mixtures_is_bracketed_at_zero():
 
 def test_batched_and_broadcast_against_loop():
     rng = np.random.default_rng(9)
-    ps = [random_gmm(rng, 2, 2) for _ in range(3)]
-    q = random_gmm(rng, 3, 2)
+    ps = [random_gmm(rng, 3, 2) for _ in range(3)]
+    q = random_gmm(rng, 2, 2)
     b = kl_bounds(_stack(ps, "full"), q.to_jax())
     assert b.upper.shape == (3,)
     for i, p in enumerate(ps):
