@@ -19,9 +19,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
-from gmmjax.gaussian import gaussian_kl, log_gaussian_overlap
+from gmmjax.gaussian import gaussian_kl, log_gaussian_overlap, tril_inverse
 from gmmjax.mixture import GaussianMixture
 
 
@@ -136,7 +135,7 @@ def pairwise_log_bc(a: Dense, b: Dense) -> jax.Array:
     s = 0.5 * (a.cov[:, None] + b.cov[None])
     chol = jnp.linalg.cholesky(s)
     delta = a.loc[:, None] - b.loc[None]
-    z = solve_triangular(chol, delta[..., None], lower=True)[..., 0]
+    z = (tril_inverse(chol) @ delta[..., None])[..., 0]
     logdet_s = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     logdet_a = 2.0 * jnp.sum(jnp.log(jnp.diagonal(a.tril, axis1=-2, axis2=-1)), axis=-1)
     logdet_b = 2.0 * jnp.sum(jnp.log(jnp.diagonal(b.tril, axis1=-2, axis2=-1)), axis=-1)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from gmmjax.gaussian import log_gaussian_kernel, precision_cholesky
+from gmmjax.gaussian import log_gaussian_kernel, precision_cholesky, tril_inverse
 
 
 def _eps(dtype) -> float:
@@ -180,10 +180,8 @@ def params_from_precisions(precisions, covariance_type):
     if covariance_type in ("full", "tied"):
         flipped = jnp.flip(p, axis=(-1, -2))
         prec = jnp.flip(jnp.linalg.cholesky(flipped), axis=(-1, -2))
-        d = p.shape[-1]
-        eye = jnp.broadcast_to(jnp.eye(d, dtype=p.dtype), p.shape)
-        # scale = P⁻ᵀ, one small triangular solve per component
-        scale = jnp.swapaxes(jax.scipy.linalg.solve_triangular(prec, eye, lower=False), -1, -2)
+        # scale = P⁻ᵀ = (Pᵀ)⁻¹, Pᵀ lower triangular: one triangular inversion per component
+        scale = tril_inverse(jnp.swapaxes(prec, -1, -2))
         return prec, scale
     prec = jnp.sqrt(p)
     return prec, 1.0 / prec
