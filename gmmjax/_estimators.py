@@ -175,7 +175,8 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
     layout = make_layout(m, k_layout, num_samples, method)
     k = m.n_components
     bsz = layout.block
-    per_chunk = max(1, chunk // bsz)
+    # never pad past the layout: a small estimate is one chunk of exactly its own blocks
+    per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
     n_chunks = -(-layout.num_blocks // per_chunk)
     groups = 1 if method == "iid" else k * layout.replicates
     dtype = dtype_of(m)

@@ -133,6 +133,10 @@ def _batched(fn, dists, key, num_samples, method, chunk_size):
     if not batch:
         return fn(*conv, key, n, method, chunk)
     nb = math.prod(batch)
+    if chunk_size is None:
+        # the chunk is per pair and vmap evaluates every pair's chunk at once: share the
+        # memory budget among the pairs (at least 256 points each), so 10⁴ pairs fit
+        chunk = max(256, chunk // nb)
     flat = [_flatten(d, batch, nb) if g else d for d, g in zip(conv, gauss, strict=True)]
     axes = tuple(0 if g else None for g in gauss) + (0,)
     out = jax.vmap(lambda *a: fn(*a[:-1], a[-1], n, method, chunk), in_axes=axes)(
