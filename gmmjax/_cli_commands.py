@@ -66,6 +66,7 @@ def _fit(args, x, label: str, key, pad_to: int):
             key=key,
             covariance_type=args.covariance,
             max_iter=args.max_iter,
+            tol=args.tol,
             n_init=args.n_init,
             reg_covar=args.reg_covar,
             label=label,

@@ -192,6 +192,7 @@ def fit_report(
     key,
     covariance_type: str,
     max_iter: int,
+    tol: float,
     n_init: int,
     reg_covar: float,
     label: str,
@@ -219,6 +220,7 @@ def fit_report(
         sample_weight=weight,
         covariance_type=covariance_type,
         max_iter=max_iter,
+        tol=tol,
         n_init=n_init,
         reg_covar=reg_covar,
     )

@@ -81,6 +81,13 @@ def _fit_options(sp: argparse.ArgumentParser, k_required: bool, column: bool = T
     )
     g.add_argument("--max-iter", type=_positive_int, default=200, help="EM iterations (200)")
     g.add_argument("--n-init", type=_positive_int, default=3, help="EM restarts (default 3)")
+    g.add_argument(
+        "--tol",
+        type=float,
+        default=1e-6,
+        help="EM stops when the mean log-likelihood gains less (default 1e-6; sklearn's 1e-3 "
+        "stops overlapping components after a few iterations, short of the optimum)",
+    )
     g.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariances")
     if not column:
         return
