@@ -57,10 +57,11 @@ def worker(name, d, k, repeats):
         import jax.numpy as jnp
 
         import gmmjax as g
+        from gmmjax.montecarlo.divergences import DEFAULT_METHOD
 
         p = g.GaussianMixture(jnp.asarray(pw), jnp.asarray(pm), scale_tril=jnp.asarray(pl))
         q = g.GaussianMixture(jnp.asarray(qw), jnp.asarray(qm), scale_tril=jnp.asarray(ql))
-        method = "iid" if name == "gmmjax-iid" else g.divergences.DEFAULT_METHOD
+        method = "iid" if name == "gmmjax-iid" else DEFAULT_METHOD
         f = jax.jit(lambda p, q, key: g.kl_divergence(p, q, key, N, method=method))
         if name == "gmmjax-grad":
             f = jax.jit(

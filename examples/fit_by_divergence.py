@@ -10,7 +10,7 @@ broad guess, a 3-component q is fitted four ways with ``gmmjax.fit.fit_to_target
 * Cauchy–Schwarz, in closed form (no sampling).
 
 Monte Carlo losses are differentiable in every parameter, the weights included (the
-stratified plan of ``gmmjax.divergences`` needs no score function). Each result
+stratified plan of ``gmmjax.montecarlo.divergences`` needs no score function). Each result
 is scored by KL(p‖q) with deterministic quadrature (``gmmjax.kl_quadrature``), and the
 fits are drawn in ``fit_by_divergence.png``.
 

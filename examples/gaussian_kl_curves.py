@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 import gmmjax
-from gmmjax.divergences import kl_estimate
+from gmmjax.montecarlo.divergences import kl_estimate
 from gmmjax.plot import plot_convergence, plot_kl_curves
 
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 import gmmjax
-from gmmjax.divergences import js_estimate, kl_estimate
+from gmmjax.montecarlo.divergences import js_estimate, kl_estimate
 
 
 def make_data(rng, n, shift):

@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gmmjax
-from gmmjax.divergences import kl_estimate
+from gmmjax.montecarlo.divergences import kl_estimate
 
 BLOCK = 1_000  # pairs per block
 

@@ -1,36 +1,17 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
-from gmmjax.bounds import KLBounds, kl_bounds
-from gmmjax.closed_form import (
+from gmmjax.deterministic import (
     BhattacharyyaBounds,
+    KLBounds,
     bhattacharyya_bounds,
     cauchy_schwarz_divergence,
+    kl_bounds,
+    kl_quadrature,
+    kl_reference_1d,
     log_inner_product,
     squared_l2_distance,
     squared_mmd,
-)
-from gmmjax.divergences import (
-    Estimate,
-    cross_entropy,
-    cross_entropy_estimate,
-    entropy,
-    entropy_estimate,
-    jeffreys_divergence,
-    jeffreys_estimate,
-    js_divergence,
-    js_estimate,
-    kl_divergence,
-    kl_estimate,
-)
-from gmmjax.f_divergences import (
-    f_divergence,
-    f_divergence_estimate,
-    renyi_divergence,
-    renyi_estimate,
-    squared_hellinger,
-    squared_hellinger_estimate,
-    total_variation,
-    total_variation_estimate,
+    standard_normal_rule,
 )
 from gmmjax.fit import (
     EMResult,
@@ -58,7 +39,27 @@ from gmmjax.infer import AutoGaussianMixture, MixtureELBO
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
 from gmmjax.io import load_mixture, save_mixture
 from gmmjax.mixture import GaussianMixture
-from gmmjax.quadrature import kl_quadrature, kl_reference_1d, standard_normal_rule
+from gmmjax.montecarlo import (
+    Estimate,
+    cross_entropy,
+    cross_entropy_estimate,
+    entropy,
+    entropy_estimate,
+    f_divergence,
+    f_divergence_estimate,
+    jeffreys_divergence,
+    jeffreys_estimate,
+    js_divergence,
+    js_estimate,
+    kl_divergence,
+    kl_estimate,
+    renyi_divergence,
+    renyi_estimate,
+    squared_hellinger,
+    squared_hellinger_estimate,
+    total_variation,
+    total_variation_estimate,
+)
 
 __version__ = "0.1.0"
 

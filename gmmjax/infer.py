@@ -38,8 +38,8 @@ from numpyro.infer.elbo import ELBO
 from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import potential_energy
 
-from gmmjax.divergences import DEFAULT_METHOD, kl_divergence
 from gmmjax.mixture import GaussianMixture
+from gmmjax.montecarlo.divergences import DEFAULT_METHOD, kl_divergence
 
 __all__ = ["AutoGaussianMixture", "MixtureELBO"]
 

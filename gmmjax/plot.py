@@ -335,7 +335,7 @@ def plot_convergence(
     Example:
       >>> import jax.numpy as jnp
       >>> from gmmjax import GaussianMixture, gaussian_kl
-      >>> from gmmjax.divergences import kl_estimate
+      >>> from gmmjax.montecarlo.divergences import kl_estimate
       >>> p = GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))
       >>> q = GaussianMixture(jnp.ones(1), jnp.ones(1), scale=jnp.full(1, 2.0))
       >>> ax = plot_convergence(p, q, {"qmc": kl_estimate}, num_samples=(256, 1024),

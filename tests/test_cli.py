@@ -19,7 +19,7 @@ from scipy import integrate, stats
 from scipy.special import logsumexp
 
 from gmmjax import cli
-from gmmjax._cli_data import DataError, Progress, demo_data, read_data
+from gmmjax.cli.data import DataError, Progress, demo_data, read_data
 
 GMMJAX = Path(sys.executable).with_name("gmmjax")  # the console script of this environment
 SAMPLES = "4000"
@@ -253,7 +253,8 @@ def test_chunked_estimate_combines_chunks(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from gmmjax import GaussianMixture, _cli_report
+    from gmmjax import GaussianMixture
+    from gmmjax.cli import report as _cli_report
 
     monkeypatch.setattr(_cli_report, "CHUNK", 1000)
     p = GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))

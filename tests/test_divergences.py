@@ -16,6 +16,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGMM
 
 import gmmjax as g
+from gmmjax.montecarlo.divergences import DEFAULT_METHOD
 from tests._div_reference import (
     SEED_MU,
     SEED_SD,
@@ -95,7 +96,7 @@ _all_jit = jax.jit(_all_estimates, static_argnames=("n", "method", "full"))
 def test_1d_estimators_against_quadrature(method):
     # every estimator for the default method; KL, JS and Rényi for the others
     # (compile time: each estimator is its own XLA program)
-    full = method == g.divergences.DEFAULT_METHOD
+    full = method == DEFAULT_METHOD
     est = _all_jit(P1, Q1, jax.random.key(11), n=20_000, method=method, full=full)
     for name, e in est.items():
         assert e.value.shape == (len(CASES_1D),)
@@ -216,3 +217,23 @@ def test_2d_against_fine_grid(method):
         ref = REFS_2D[name]
         tol = 4 * float(e.stderr) + RTOL * (1 + abs(ref)) + 1e-6
         assert abs(float(e.value) - ref) <= tol, (method, name, float(e.value), ref)
+
+
+def test_inputs_are_converted_once_at_the_entry(monkeypatch):
+    """Each input of a divergence goes through ``as_gaussian_mixture`` exactly once."""
+    from gmmjax.montecarlo import divergences
+
+    calls = []
+    real = divergences.as_gaussian_mixture
+
+    def counting(d):
+        calls.append(type(d).__name__)
+        return real(d)
+
+    monkeypatch.setattr(divergences, "as_gaussian_mixture", counting)
+    import numpyro.distributions as dist
+
+    p = g.GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))
+    q = dist.Normal(1.0, 2.0)
+    divergences.kl_estimate(p, q, jax.random.key(0), 64)
+    assert calls == ["GaussianMixture", "Normal"]

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import gmmjax as g
-from gmmjax.sampling import (
+from gmmjax.montecarlo.sampling import (
     as_gaussian_mixture,
     block_info,
     kronecker_alpha,

@@ -7,9 +7,9 @@
   - an unnormalized log-density ``f(x) = log p(x) + const`` (a callable):
     reverse ``KL(q‖p)`` up to the constant, with sticking-the-landing gradients;
   - any NumPyro distribution: reverse KL (default), forward ``KL(p‖q)`` or JS,
-    by Monte Carlo (:mod:`gmmjax.divergences`);
+    by Monte Carlo (:mod:`gmmjax.montecarlo.divergences`);
   - a Gaussian mixture (or NumPyro Gaussian): additionally the closed-form
-    Cauchy–Schwarz divergence and squared L2 distance (:mod:`gmmjax.closed_form`).
+    Cauchy–Schwarz divergence and squared L2 distance (:mod:`gmmjax.deterministic.closed_form`).
 
 Reverse KL is mode seeking: started on one side, ``q`` can leave a mode of ``p``
 uncovered for good, because ``KL(q‖p)`` only looks where ``q`` has mass. JS and
@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gmmjax.closed_form import cauchy_schwarz_divergence, squared_l2_distance
-from gmmjax.divergences import js_divergence, kl_divergence
+from gmmjax.deterministic.closed_form import cauchy_schwarz_divergence, squared_l2_distance
 from gmmjax.fit.gradient import GradientFit, fit_gradient
 from gmmjax.mixture import GaussianMixture
-from gmmjax.sampling import as_gaussian_mixture
+from gmmjax.montecarlo.divergences import js_divergence, kl_divergence
+from gmmjax.montecarlo.sampling import as_gaussian_mixture
 
 __all__ = ["DIVERGENCES", "fit_ml", "fit_to_target"]
 
@@ -125,7 +125,7 @@ def fit_to_target(
       num_samples: Monte Carlo points per step and side (static).
       num_steps: optimizer steps.
       optimizer: optax transformation (default ``optax.adam(0.05)``).
-      method: sampling plan of :mod:`gmmjax.divergences` (``"qmc"``, ``"stratified"``,
+      method: sampling plan of :mod:`gmmjax.montecarlo.divergences` (``"qmc"``, ``"stratified"``,
         ``"antithetic"``, ``"iid"``); stratified plans give the weights an exact
         pathwise gradient.
 

@@ -2,7 +2,7 @@
 
 Each ``_cmd_*`` takes the parsed arguments, prints its report (a table, or one JSON
 object with ``--json``) and returns the exit status; errors are raised as
-:class:`~gmmjax._cli_data.DataError` (exit 1) or :class:`~gmmjax._cli_data.UsageError`
+:class:`~gmmjax.cli.data.DataError` (exit 1) or :class:`~gmmjax.cli.data.UsageError`
 (exit 2) and turned into one line by :func:`gmmjax.cli.main`.
 """
 
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from gmmjax._cli_data import DataError, UsageError
+from gmmjax.cli.data import DataError, UsageError
 
 __all__ = ["COMMANDS"]
 
@@ -31,7 +31,7 @@ def _progress(args) -> bool:
 def _check_method(args) -> None:
     if args.method is None:
         return
-    from gmmjax._cli_report import estimator_methods
+    from gmmjax.cli.report import estimator_methods
 
     methods = estimator_methods()
     if args.method not in methods:
@@ -57,7 +57,7 @@ def _check_output_path(path: str, flag: str) -> None:
 
 
 def _fit(args, x, label: str, key, pad_to: int):
-    from gmmjax._cli_report import fit_report
+    from gmmjax.cli.report import fit_report
 
     try:
         return fit_report(
@@ -118,8 +118,8 @@ def _emit(args, payload: dict, text: str) -> None:
 def _cmd_demo(args) -> int:
     import jax
 
-    from gmmjax._cli_data import DEMO_SHIFT, demo_data
-    from gmmjax._cli_report import (
+    from gmmjax.cli.data import DEMO_SHIFT, demo_data
+    from gmmjax.cli.report import (
         divergence_report,
         format_fit,
         format_report,
@@ -189,8 +189,8 @@ def _cmd_demo(args) -> int:
 def _cmd_compare(args) -> int:
     import jax
 
-    from gmmjax._cli_data import read_data
-    from gmmjax._cli_report import divergence_report, format_fit, format_report, padded_size
+    from gmmjax.cli.data import read_data
+    from gmmjax.cli.report import divergence_report, format_fit, format_report, padded_size
     from gmmjax.io import mixture_to_dict
 
     _check_method(args)
@@ -246,8 +246,8 @@ def _cmd_compare(args) -> int:
 def _cmd_fit(args) -> int:
     import jax
 
-    from gmmjax._cli_data import read_data
-    from gmmjax._cli_report import format_fit, padded_size
+    from gmmjax.cli.data import read_data
+    from gmmjax.cli.report import format_fit, padded_size
     from gmmjax.io import save_mixture
 
     _check_output_path(args.output, "-o/--output")
@@ -262,7 +262,7 @@ def _cmd_fit(args) -> int:
 def _cmd_divergence(args) -> int:
     import jax
 
-    from gmmjax._cli_report import divergence_report, format_report
+    from gmmjax.cli.report import divergence_report, format_report
     from gmmjax.io import load_mixture
 
     _check_method(args)

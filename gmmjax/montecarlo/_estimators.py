@@ -1,7 +1,7 @@
-"""The Monte Carlo engine behind :mod:`gmmjax.divergences` (private).
+"""The Monte Carlo engine behind :mod:`gmmjax.montecarlo.divergences` (private).
 
 :func:`expectation` estimates ``E_d[h(x)]`` (or ``log E_d[exp h(x)]``) for one
-sampled distribution ``d`` with a sampling plan from :mod:`gmmjax.sampling`,
+sampled distribution ``d`` with a sampling plan from :mod:`gmmjax.montecarlo.sampling`,
 in chunks of points evaluated by ``lax.map`` so memory stays bounded. Per chunk
 it keeps, for every group (a component, or a replicate × component cell), the
 count, the mean and the sum of squared deviations; chunks are merged with Chan's
@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from gmmjax.gaussian import log_gaussian_kernel
-from gmmjax.sampling import (
-    as_gaussian_mixture,
+from gmmjax.mixture import GaussianMixture
+from gmmjax.montecarlo.sampling import (
     block_info,
     dtype_of,
     make_layout,
@@ -60,9 +60,17 @@ class _Stats(NamedTuple):
     b: jax.Array  # (G,) sum of squared deviations (linear) or logsumexp of 2h
 
 
+def _mixture_or_none(d) -> GaussianMixture | None:
+    return d if isinstance(d, GaussianMixture) else None
+
+
 def log_density(d, *, stop: bool = False):
-    """``x -> log d(x)``; Gaussians go through the one kernel with a precomputed factor."""
-    m = as_gaussian_mixture(d)
+    """``x -> log d(x)``; Gaussians go through the one kernel with a precomputed factor.
+
+    ``d`` is a `GaussianMixture` (inputs were converted once at the public entry) or any
+    other NumPyro distribution, whose own ``log_prob`` is used.
+    """
+    m = _mixture_or_none(d)
     if stop:
         m = None if m is None else jax.tree_util.tree_map(jax.lax.stop_gradient, m)
         d = jax.tree_util.tree_map(jax.lax.stop_gradient, d)
@@ -74,7 +82,7 @@ def log_density(d, *, stop: bool = False):
 
 def kernel_cost(d) -> int:
     """Floats per point in a kernel evaluation of ``d`` (for chunk sizing)."""
-    m = as_gaussian_mixture(d)
+    m = _mixture_or_none(d)
     if m is None:
         return 16
     return m.n_components * (m.dim if m.covariance_type == "full" else 1) + m.dim
@@ -160,7 +168,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
       d: an unbatched `GaussianMixture` or any NumPyro distribution (iid only).
       key: PRNG key.
       num_samples: static number of points drawn from ``d``.
-      method: one of :data:`gmmjax.sampling.METHODS` (ignored for non-Gaussian ``d``).
+      method: one of :data:`gmmjax.montecarlo.sampling.METHODS` (ignored for non-Gaussian ``d``).
       h_fn: ``(C,) + event_shape`` points → ``(C,)`` values.
       chunk: static points per chunk.
       log_mode: estimate the log of the mean of ``exp h``.
@@ -168,7 +176,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
     Returns:
       ``(value, stderr, used)``: traced scalars and the static number of points used.
     """
-    m = as_gaussian_mixture(d)
+    m = _mixture_or_none(d)
     k_layout, k_eps = jax.random.split(key)
     if m is None:
         return _generic_expectation(d, k_eps, num_samples, h_fn, chunk, log_mode)

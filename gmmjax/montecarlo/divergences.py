@@ -16,7 +16,7 @@ Conventions:
   TensorFlow Probability's ``jensen_shannon`` (with ``self_normalized=False``) is
   twice this.
 
-Methods (``method=``; see :mod:`gmmjax.sampling`): ``"iid"``, ``"stratified"``,
+Methods (``method=``; see :mod:`gmmjax.montecarlo.sampling`): ``"iid"``, ``"stratified"``,
 ``"antithetic"``, ``"qmc"`` (the default, chosen by measurement: see the README's
 ``divergences`` section and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
 NumPyro distribution is always sampled iid with its own ``sample``; its parameters
@@ -37,14 +37,15 @@ import operator
 import jax
 import jax.numpy as jnp
 
-from gmmjax._estimators import (
+from gmmjax.mixture import GaussianMixture
+from gmmjax.montecarlo._estimators import (
     Estimate,
     auto_chunk,
     expectation,
     kernel_cost,
     log_density,
 )
-from gmmjax.sampling import METHODS, as_gaussian_mixture, min_samples
+from gmmjax.montecarlo.sampling import METHODS, as_gaussian_mixture, min_samples
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -116,7 +117,7 @@ def _batched(fn, dists, key, num_samples, method, chunk_size):
     """Run ``fn(*unbatched, key, n, method, chunk) -> Estimate`` over the broadcast batch."""
     conv, n = _check_common(dists, num_samples, method, chunk_size)
     chunk = chunk_size or auto_chunk(sum(kernel_cost(d) for d in conv))
-    gauss = [as_gaussian_mixture(d) is not None for d in conv]
+    gauss = [isinstance(d, GaussianMixture) for d in conv]
     for d, g in zip(conv, gauss, strict=True):
         if not g and tuple(d.batch_shape):
             raise ValueError(

@@ -1,8 +1,8 @@
 """The numbers of the ``gmmjax`` command: fits, Monte Carlo divergences, bounds, and their report.
 
-The Monte Carlo estimators come from :mod:`gmmjax.divergences`, the deterministic
-bounds and approximations from :mod:`gmmjax.bounds` and the closed forms from
-:mod:`gmmjax.closed_form`. Large sample counts run in equal chunks (one compiled
+The Monte Carlo estimators come from :mod:`gmmjax.montecarlo.divergences`, the deterministic
+bounds and approximations from :mod:`gmmjax.deterministic.bounds` and the closed forms from
+:mod:`gmmjax.deterministic.closed_form`. Large sample counts run in equal chunks (one compiled
 shape) whose estimates are combined exactly, so memory stays bounded and a
 progress bar can be drawn between chunks.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gmmjax._cli_data import Progress
+from gmmjax.cli.data import Progress
 
 __all__ = ["CHUNK", "divergence_report", "fit_report", "format_report"]
 
@@ -25,7 +25,7 @@ __all__ = ["CHUNK", "divergence_report", "fit_report", "format_report"]
 # bound memory (a few hundred MB for K·D up to ~100) and to update the progress bar.
 CHUNK = 1 << 18
 
-# (key, label, estimator names in gmmjax.divergences (first found is used), direction)
+# (key, label, estimator names in gmmjax.montecarlo.divergences (first found is used), direction)
 _MC_TABLE = {
     "kl": [
         ("kl_pq", "KL(p‖q)", ("kl_estimate",), "pq"),
@@ -41,7 +41,7 @@ _MC_TABLE = {
 
 
 def _divergences_module():
-    from gmmjax import divergences  # imported lazily: only the estimates need it
+    from gmmjax.montecarlo import divergences  # imported lazily: only the estimates need it
 
     return divergences
 
@@ -58,7 +58,7 @@ def _compiled(fn):
 
 def estimator_methods() -> tuple[str, ...]:
     """The ``method=`` values the Monte Carlo estimators accept."""
-    from gmmjax.sampling import METHODS
+    from gmmjax.montecarlo.sampling import METHODS
 
     return tuple(METHODS)
 
@@ -102,8 +102,8 @@ def _bounds_dict(b) -> dict[str, float]:
 
 @jax.jit
 def _closed_forms(p, q):
-    from gmmjax.bounds import kl_bounds
-    from gmmjax.closed_form import cauchy_schwarz_divergence, squared_l2_distance
+    from gmmjax.deterministic.bounds import kl_bounds
+    from gmmjax.deterministic.closed_form import cauchy_schwarz_divergence, squared_l2_distance
 
     return {
         "kl_pq": kl_bounds(p, q),
@@ -146,7 +146,7 @@ def divergence_report(
     kw = {} if method is None else {"method": method}
     for i, (name, label, fnames, direction) in enumerate(rows):
         fn = next((getattr(mod, f) for f in fnames if hasattr(mod, f)), None)
-        if fn is None:  # an optional extra this version of gmmjax.divergences lacks
+        if fn is None:  # an optional extra this version of gmmjax.montecarlo.divergences lacks
             continue
         fn = _compiled(fn)
         a, b = (p, q) if direction == "pq" else (q, p)

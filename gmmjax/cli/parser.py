@@ -1,22 +1,4 @@
-"""The ``gmmjax`` command (also ``python -m gmmjax``).
-
-Subcommands:
-
-* ``gmmjax demo``: fits the seeds' three-Gaussian 1-D data set and a shifted copy,
-  prints KL both ways and JS (value ± standard error) next to the guaranteed bounds
-  and the deterministic approximations, and writes a figure.
-* ``gmmjax compare a.csv b.csv -k 3``: fits a mixture to each data set (CSV or
-  ``.npy``) and reports every divergence between them.
-* ``gmmjax fit data.csv -k 3 -o model.json``: fits and saves a mixture
-  (:mod:`gmmjax.io` format, ``.json`` or ``.npz``).
-* ``gmmjax divergence p.json q.json --kind kl|js|all``: divergences between saved
-  mixtures.
-
-Exit status: 0 success, 2 bad usage (arguments), 1 bad data (unreadable or
-malformed files, failed fits). Errors are one line on stderr; ``--debug`` adds
-the traceback. ``--json`` prints one JSON object on stdout instead of the tables.
-Progress goes to stderr, only when stderr is a terminal and ``--quiet`` is off.
-"""
+"""Parsing the ``gmmjax`` command line and running a subcommand (:func:`main`)."""
 
 from __future__ import annotations
 
@@ -25,7 +7,7 @@ import os
 import sys
 import traceback
 
-from gmmjax._cli_data import DataError, UsageError
+from gmmjax.cli.data import DataError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -207,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"gmmjax {args.command}"
     try:
         _enable_compilation_cache()
-        from gmmjax._cli_commands import COMMANDS
+        from gmmjax.cli.commands import COMMANDS
 
         return COMMANDS[args.command](args)
     except UsageError as e:

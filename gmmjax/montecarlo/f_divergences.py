@@ -25,8 +25,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gmmjax._estimators import Estimate
-from gmmjax.divergences import (
+from gmmjax.montecarlo._estimators import Estimate
+from gmmjax.montecarlo.divergences import (
     DEFAULT_METHOD,
     DEFAULT_NUM_SAMPLES,
     _batched,
@@ -195,7 +195,7 @@ def renyi_estimate(
     if not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha}")
     if alpha == 1.0:
-        from gmmjax.divergences import kl_estimate
+        from gmmjax.montecarlo.divergences import kl_estimate
 
         return kl_estimate(p, q, key, num_samples, method=method, chunk_size=chunk_size)
 
