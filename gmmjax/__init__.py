@@ -1,5 +1,6 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
+from gmmjax._version import __version__
 from gmmjax.deterministic import (
     BhattacharyyaBounds,
     KLBounds,
@@ -61,9 +62,8 @@ from gmmjax.montecarlo import (
     total_variation_estimate,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "AutoGaussianMixture",
     "BhattacharyyaBounds",
     "EMResult",
