@@ -53,7 +53,7 @@ def test_expand_keeps_type_and_values(rng):
     np.testing.assert_allclose(
         e.log_prob(x[:, None]), np.repeat(np.asarray(p.log_prob(x))[:, None], 5, 1), rtol=1e-6
     )
-    with pytest.raises(ValueError, match="cannot expand"):
+    with pytest.raises(ValueError, match="Cannot broadcast distribution of shape"):
         e.expand((3,))
 
 
