@@ -99,10 +99,14 @@ def infer_shapes(shapes: dict, covariance_type: str | None, constraint_dict: dic
 
 
 def as_float(a) -> jax.Array:
-    """``a`` as a floating JAX array (integers go to the default float type)."""
-    a = jnp.asarray(a)
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-        a = a.astype(jnp.result_type(float))
+    """``a`` as a floating JAX array (integers go to the default float type).
+
+    Constants stay concrete inside ``jit`` so that the value checks can read them.
+    """
+    with jax.ensure_compile_time_eval():
+        a = jnp.asarray(a)
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            a = a.astype(jnp.result_type(float))
     return a
 
 
