@@ -90,7 +90,7 @@ def checked(fn, *, jit: bool = True):
         err, out = cf(*args, **kwargs)
         msg = err.get()
         if msg is not None:
-            raise ValueError(msg.split(" (check failed at")[0].strip())
+            raise ValueError(msg.split(" (`check` failed)")[0].strip())
         return out
 
     return run
