@@ -85,3 +85,11 @@ def pytest_collection_modifyitems(config, items):
         reason = SKIPS.get(getattr(item, "originalname", item.name))
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    for name, (orig, ours) in getattr(config, "_gmmjax_swap", {}).items():
+        terminalreporter.write_line(
+            f"gmmjax swap: sklearn.mixture.{name} ({orig.__module__}) -> "
+            f"{ours.__module__}.{ours.__qualname__}"
+        )
