@@ -55,9 +55,16 @@ class GaussianMixture(MixtureBase):
     arrays of the dtype of the fit.
 
     **Differences.** ``verbose`` messages are printed after the compiled fit, for the
-    kept initialization, with the mean time per iteration. ``sample`` returns
-    float64 draws, as scikit-learn's. Array-API inputs (``array_api_dispatch``) are
-    not supported: pass NumPy arrays.
+    kept initialization, with the mean time per iteration. Array-API inputs
+    (``array_api_dispatch``) are not supported: pass NumPy arrays. With
+    ``init_params="k-means++"`` or ``"random_from_data"`` (one seed point per
+    component) scikit-learn's initial weights are ``1/n_samples`` each and do not sum
+    to one; ours are normalized (``1/K``). The first E-step's responsibilities, hence
+    every iterate, are the same; ``lower_bounds_[0]`` is higher than scikit-learn's by
+    ``log(n_samples/K)``, and ``max_iter=0`` returns normalized ``weights_``. With
+    those inits and ``covariance_type="tied"`` scikit-learn's initial covariance
+    depends on the origin of the data (its formula assumes responsibilities that sum
+    to one per point); ours is computed on centred data, so the fits can differ.
 
     Parameters (as scikit-learn's): ``n_components=1``, ``covariance_type="full"``
     (``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``), ``tol=1e-3`` (on the
