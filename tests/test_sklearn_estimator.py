@@ -266,3 +266,19 @@ def test_sklearn_estimator_checks(estimator, check):
     # scikit-learn's estimator battery (41 checks each); check_array_api_input skips
     # itself (array-API dispatch is not supported; see the class docstring)
     check(estimator)
+
+
+def test_readme_estimator_block_runs():
+    # the README's estimator example runs as written and its KL is a finite estimate
+    # with its standard error (b is a shifted by 0.5 along x: KL clearly positive)
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### scikit-learn estimator: `gmmjax.sklearn.GaussianMixture`") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(block, "README-sklearn-estimator", "exec"), scope)
+    kl = scope["kl"]
+    assert float(kl.value) > 3 * float(kl.stderr) > 0
+    assert scope["labels"].shape == (3000,) and np.isfinite(scope["bic"])

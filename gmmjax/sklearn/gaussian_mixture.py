@@ -87,9 +87,8 @@ class GaussianMixture(MixtureBase):
       >>> from gmmjax.sklearn import GaussianMixture
       >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
       >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
-      >>> np.round(gm.means_, 6)
-      array([[10.,  2.],
-             [ 1.,  2.]])
+      >>> gm.means_.round(3).tolist()
+      [[10.0, 2.0], [1.0, 2.0]]
       >>> gm.predict([[0, 0], [12, 3]])
       array([1, 0])
       >>> gm.mixture_.n_components
