@@ -110,7 +110,7 @@ def log_prob_resp(mixture, x):
     """
     n, d = x.shape
     k = mixture.n_components
-    c = _chunk_size(n, k, d)
+    c = _chunk_size(n, k, d, jnp.dtype(mixture.locs.dtype).itemsize)
     c = c if c < n else _bucket(n)
     n_pad = -n % c
     xd = np.asarray(x, mixture.locs.dtype)
