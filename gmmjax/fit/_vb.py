@@ -161,6 +161,7 @@ def _update(stats, tied_scatter, pri: VBPriors, reg, covariance_type, prior_type
         cov = pri.covariance + nk * (sk + b0 / beta * jnp.mean(diff * diff, axis=1))
         cov = cov / dof
     if covariance_type in ("full", "tied"):
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))  # exactly symmetric (GEMM rounding)
         prec = precision_cholesky(jnp.linalg.cholesky(cov))
         ok = jnp.all(jnp.isfinite(prec))
     else:

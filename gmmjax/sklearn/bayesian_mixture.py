@@ -359,9 +359,10 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         d = self.means_.shape[1]
         t = self.covariance_type
         parts = []
+        covs = np.asarray(self.covariances_, np.float64)  # numpy checks PSD to 1e-8
         for k, (mean, c) in enumerate(zip(self.means_, counts, strict=True)):
             if t in ("full", "tied"):
-                cov = self.covariances_[k] if t == "full" else self.covariances_
+                cov = covs[k] if t == "full" else covs
                 parts.append(rng.multivariate_normal(mean, cov, int(c)))
             else:
                 parts.append(
