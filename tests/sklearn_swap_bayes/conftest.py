@@ -39,6 +39,8 @@ def _gmmjax_bayesian_mixture(request, monkeypatch):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if not _COUNTS["swapped"]:
+        return  # loaded as a directory conftest by the project's own run: nothing to say
     terminalreporter.write_line(
         f"gmmjax-swap: {_COUNTS['swapped']} tests swapped, {_COUNTS['fits']} gmmjax fits"
     )
