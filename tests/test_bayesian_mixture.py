@@ -289,3 +289,24 @@ def test_fit_variational_with_jax_init():
     assert res.labels.shape == (X.shape[0],)
     with pytest.raises(ValueError, match="give resp, state or a PRNG key"):
         fit_variational(X, 3)
+
+
+def test_ill_defined_scale_raises_sklearns_message():
+    # no prior scale (W0^-1 = 0, bypassing the estimator's checks) and reg_covar=0: a
+    # component that holds one repeated point has a singular scale matrix
+    from gmmjax.fit.variational import VBPriors
+
+    x = np.repeat(np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 4.0]]), 10, axis=0)
+    resp = np.repeat(np.eye(3), 10, axis=0)
+    pri = VBPriors(1.0 / 3, 1.0, x.mean(0), 2.0, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="ill-defined empirical covariance.*increase reg_covar"):
+        fit_variational(x, 3, priors=pri, resp=resp, reg_covar=0.0, max_iter=5)
+
+
+def test_verbose_prints_sklearns_messages(capsys):
+    BayesianGaussianMixture(
+        n_components=2, verbose=2, verbose_interval=1, random_state=0, max_iter=500
+    ).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1\t ll change" in out
+    assert "Initialization converged." in out and "lower bound" in out

@@ -175,6 +175,14 @@ def _wlp_impl(xs, st, static):
 _wlp_jit = jax.jit(_wlp_impl, static_argnames=("static",))
 
 
+def _init_impl(keys, x, k, init):
+    w = jnp.ones(x.shape[:1], x.dtype)
+    return jax.vmap(lambda kk: initial_responsibilities(kk, x, w, k, init))(keys)
+
+
+_init_jit = jax.jit(_init_impl, static_argnames=("k", "init"))
+
+
 # ------------------------------------------------------------------ host-side helpers
 def _chunk_size(n: int, k: int, d: int) -> int:
     # as fit_em: ~2^22 elements (CPU) for the (C, K, D) temporaries of the full type.
@@ -329,11 +337,9 @@ def fit_variational(
                 raise ValueError("fit_variational: give resp, state or a PRNG key")
             if init not in INITS:
                 raise ValueError(f"init must be one of {INITS}, got {init!r}")
-            keys = [jax.random.fold_in(key, j) for j in range(int(n_init))]
-            ones = jnp.ones((n,), dt)
-            resp = jnp.stack(
-                [initial_responsibilities(kk, x - center, ones, k, init) for kk in keys]
-            )
+            # restart j uses fold_in(key, j), as fit_em
+            keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
+            resp = _init_jit(keys, x - center, k=k, init=init)
         resp = jnp.asarray(resp, dt)
         resp = resp[None] if resp.ndim == 2 else resp
         if resp.shape[1:] != (n, k):
