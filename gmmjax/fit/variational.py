@@ -17,10 +17,16 @@ The mean-field posterior ``q(π) q(μ, Λ) q(z)`` is updated by coordinate ascen
     ν_k Σ_k = W₀⁻¹ + N_k S_k + (β₀ N_k / β_k)(x̄_k - m₀)(x̄_k - m₀)ᵀ,
     α_k = α₀ + N_k  (Dirichlet),   (1 + N_k, α₀ + Σ_{j>k} N_j)  (Dirichlet process),
 
-with ``Σ_k`` (``covariances_``) the normalized scale, and the E-step
-``log r_nk = E[log π_k] + ½ E[log|Λ_k|] - (D/2) log 2π - ½ D/β_k - ½ ν_k (x_n - m_k)ᵀ Σ_k⁻¹...``
-evaluated through the one kernel :func:`gmmjax.gaussian.log_gaussian_kernel` with
-the precision Cholesky of ``Σ_k`` (``E[log|Λ|] = Σ_i ψ((ν - i)/2) + D log 2 - log|ν Σ|``).
+with ``Σ_k`` (``covariances_``) the normalized Wishart scale (``E[Λ_k] = Σ_k⁻¹``), and
+the E-step (Bishop's eqs. 10.64–10.67 with ``W_k = (ν_k Σ_k)⁻¹``)
+
+    log ρ_nk = E[log π_k] + log N(x_n; m_k, Σ_k) - (D/2) log ν_k
+               + ½ (Σ_{i<D} ψ((ν_k - i)/2) + D log 2 - D/β_k),   r_nk ∝ ρ_nk,
+
+where ``log N(x_n; m_k, Σ_k)`` is the one kernel
+:func:`gmmjax.gaussian.log_gaussian_kernel` with the precision Cholesky of ``Σ_k``, and
+``E[log π_k] = ψ(α_k) - ψ(Σ_j α_j)`` (Dirichlet) or
+``ψ(a_k) - ψ(a_k + b_k) + Σ_{j<k} (ψ(b_j) - ψ(a_j + b_j))`` (stick breaking).
 
 The lower bound is scikit-learn's (constant terms dropped): the entropy of ``q(z)``
 minus the log normalizers of the Wishart, Dirichlet (or Beta) and Gaussian factors;
