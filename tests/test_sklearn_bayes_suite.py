@@ -24,7 +24,7 @@ MODULE = "sklearn.mixture.tests.test_bayesian_mixture"
 
 
 # ~260 s wall (80 s CPU) on the loaded 2-core VM, most of it compiling the loop for the
-# suite's ~40 distinct (covariance type, prior, shape) configurations
+# suite's many distinct (covariance type, prior, shape) configurations
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_sklearn_bayesian_mixture_suite_passes_with_gmmjax_estimator(tmp_path):
