@@ -1,10 +1,10 @@
 """Drop-in scikit-learn estimators fitted in JAX: ``pip install 'gmmjax[sklearn]'``.
 
-Replace ``from sklearn.mixture import GaussianMixture`` with
-``from gmmjax.sklearn import GaussianMixture``; the rest of the code runs unchanged,
-and ``estimator.mixture_`` is the fitted :class:`gmmjax.GaussianMixture` for the
-divergences. Shared machinery (validation, dtype policy, random states, scoring):
-:mod:`gmmjax.sklearn._base`.
+Replace ``from sklearn.mixture import GaussianMixture`` (or ``BayesianGaussianMixture``)
+with ``from gmmjax.sklearn import GaussianMixture`` (or ``BayesianGaussianMixture``); the
+rest of the code runs unchanged, and ``estimator.mixture_`` is the fitted
+:class:`gmmjax.GaussianMixture` for the divergences. Shared machinery (validation, dtype
+policy, random states, scoring): :mod:`gmmjax.sklearn._base`.
 """
 
 try:
@@ -15,6 +15,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "(or pip install scikit-learn)"
     ) from err
 
+from gmmjax.sklearn.bayesian_mixture import BayesianGaussianMixture
 from gmmjax.sklearn.gaussian_mixture import GaussianMixture
 
-__all__ = ["GaussianMixture"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture"]
