@@ -115,6 +115,7 @@ def test_issue_reproducer_infer_shapes():
     ) == ((2,), (2,))
 
 
+@pytest.mark.numerics
 def test_issue_reproducer_scan_matches_mixture_same_family():
     ys = jnp.array([-1.0, 0.2, 0.7, 3.0])
 
@@ -183,6 +184,7 @@ def test_expand(ctype):
         e.expand((1,))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("ctype", list(CASES))
 def test_log_prob_and_sample_against_mixture_same_family(ctype):
     d, ref = _make(ctype), _reference(ctype)
@@ -192,6 +194,7 @@ def test_log_prob_and_sample_against_mixture_same_family(ctype):
     np.testing.assert_allclose(d.variance, ref.variance, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("ctype", list(CASES))
 @pytest.mark.parametrize("use_jit", [False, True])
 def test_output_types_and_dtypes(ctype, use_jit):
