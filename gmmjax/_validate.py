@@ -26,8 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from gmmjax._params import SCALE_NDIM
-
 _STATE = threading.local()
 
 
@@ -259,7 +257,6 @@ def leaf_checks(logits, locs, scale_param, covariance_type: str, *, strict: bool
         (jnp.isfinite(locs), "GaussianMixture: `locs` contains NaN or infinite values"),
         (jnp.isfinite(sp) & (sp > 0), _not_pd("scale_param", covariance_type)),
     ]
-    assert SCALE_NDIM[covariance_type]  # covariance_type is known
     with jax.ensure_compile_time_eval():
         for ok, msg in checks:
             if _is_tracer(ok):
