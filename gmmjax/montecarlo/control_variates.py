@@ -51,15 +51,18 @@ References:
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from gmmjax.gaussian import log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import expectation, log_density
+from gmmjax.montecarlo._surrogates import (
+    bump,
+    bump_expectation,
+    expected_log_components,
+    surrogate,
+)
 from gmmjax.montecarlo.sampling import (
     block_info,
     dtype_of,
@@ -76,7 +79,7 @@ __all__ = [
     "expected_log_components",
 ]
 
-_LOG_2PI = math.log(2.0 * math.pi)
+_TOP = 0  # components per evaluated mixture that get a feature of their own
 _MIN_FIT = 8  # units a fold needs before its regression coefficients are used
 
 
@@ -99,71 +102,6 @@ def auto_method(dim: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class _Dense(NamedTuple):
-    loc: jax.Array  # (K, D)
-    tril: jax.Array  # (K, D, D) lower factor of the covariance
-    prec: jax.Array  # (K, D, D) upper precision Cholesky
-    log_det_prec: jax.Array  # (K,)
-
-
-def _dense(m: GaussianMixture) -> _Dense:
-    t, k = m.covariance_type, m.n_components
-    pc = m.precisions_cholesky
-    if t == "univariate":
-        loc, tril, prec = m.locs[:, None], m.scale_param[:, None, None], pc[:, None, None]
-    else:
-        loc, tril, d = m.locs, m.component_scale_tril, m.dim
-        eye = jnp.eye(d, dtype=pc.dtype)
-        prec = {
-            "full": lambda: pc,
-            "tied": lambda: jnp.broadcast_to(pc, (k, d, d)),
-            "diag": lambda: pc[:, :, None] * eye,
-            "spherical": lambda: pc[:, None, None] * eye,
-        }[t]()
-    log_det = jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)
-    return _Dense(loc, tril, prec, log_det)
-
-
-def expected_log_components(s: GaussianMixture, e: GaussianMixture) -> jax.Array:
-    """``(K_s, K_e)`` matrix ``E_{x ~ N_a^s}[log N(x; m_c, Σ^e_c)]`` in closed form.
-
-    ``= -½ (‖L_aᵀ P_c‖²_F + ‖(μ_a - m_c)ᵀ P_c‖²) + log|P_c| - (D/2) log 2π`` with
-    ``L_a`` the sampled component's covariance factor and ``P_c`` the evaluated
-    component's precision Cholesky: minus the cross-entropy ``H(N_a^s, N_c^e)``.
-
-    Args:
-      s: unbatched `GaussianMixture` (the sampled side).
-      e: unbatched `GaussianMixture` of the same dimension (the evaluated side).
-
-    Returns:
-      ``(K_s, K_e)`` expectations.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from gmmjax import GaussianMixture
-      >>> m = GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))
-      >>> round(float(expected_log_components(m, m)[0, 0]), 4)  # -entropy of N(0, 1)
-      -1.4189
-    """
-    a, c = _dense(s), _dense(e)
-    d = a.loc.shape[-1]
-    lp = jnp.einsum("afd,cfe->acde", a.tril, c.prec)
-    tr = jnp.sum(lp * lp, axis=(-1, -2))
-    y = jnp.einsum("acf,cfe->ace", a.loc[:, None, :] - c.loc[None], c.prec)
-    return -0.5 * (tr + jnp.sum(y * y, axis=-1)) + c.log_det_prec[None] - 0.5 * d * _LOG_2PI
-
-
-class _Surrogate(NamedTuple):
-    resp: jax.Array  # (K_s, K_e) fixed responsibilities, no gradient
-    mean: jax.Array  # (K_s,) E_a[z^e_a], differentiable
-
-
-def _surrogate(s: GaussianMixture, e: GaussianMixture) -> _Surrogate:
-    el = expected_log_components(s, e)
-    resp = jax.lax.stop_gradient(jax.nn.softmax(el + e.logits[None], axis=-1))
-    return _Surrogate(resp, jnp.sum(resp * el, axis=-1))
-
-
 def _kernel(e: GaussianMixture, x):
     return log_gaussian_kernel(x, e.locs, e.precisions_cholesky, e.covariance_type)
 
@@ -178,6 +116,8 @@ def cv_expectation(
     *,
     chunk: int,
     antithetic: bool = True,
+    js_bump: bool = False,
+    top: int = _TOP,
 ):
     """``E_s[h]`` with ``h = g(log e_1(x), ..., log e_J(x))``, by regression control variates.
 
@@ -191,6 +131,9 @@ def cv_expectation(
       beta0: ``J`` fixed prior coefficients of the surrogates (module docstring).
       chunk: static points per chunk.
       antithetic: draw pairs ``(ε, -ε)``.
+      js_bump: ``evals == (p, q)`` and ``g = log 2 - B(log p - log q)``: add the feature
+        ``B(Δ_sur(x))`` (prior coefficient -1), whose stratum expectation is computed by
+        Fourier inversion (:func:`gmmjax.montecarlo._surrogates.bump_expectation`).
 
     Returns:
       ``(value, stderr, used)``: traced scalars and the static number of points used.
@@ -198,27 +141,46 @@ def cv_expectation(
     method = "antithetic" if antithetic else "stratified"
     k_layout, k_eps = jax.random.split(key)
     layout = make_layout(s, k_layout, num_samples, method)
-    k, nf = s.n_components, len(evals)
-    sur = [_surrogate(s, e) for e in evals]
-    b0 = jnp.asarray(beta0, dtype_of(s))
+    k = s.n_components
+    unit = 2 if antithetic else 1
+    sur = [surrogate(s, e) for e in evals]
+    means = [sr.mean for sr in sur]
+    b0 = list(beta0)
+    if js_bump:
+        bq = bump_expectation(s, evals[0], evals[1], sur[0], sur[1])
+        means.append(bq.mean)
+        b0.append(-1.0)
+        kappa = sur[0].kappa - sur[1].kappa
+    # the log-densities of the `top` most responsible components of each evaluated
+    # mixture, one feature each: they follow responsibilities that vary in a stratum
+    tops = [jnp.argsort(-sr.resp, axis=-1)[:, : min(top, sr.resp.shape[-1])] for sr in sur]
+    for sr, ti in zip(sur, tops, strict=True):
+        means.extend(jnp.take_along_axis(sr.expected, ti, axis=-1).T)
+        b0.extend([0.0] * ti.shape[-1])
+    nf = len(means)
+    zmean = jnp.stack(means, axis=-1)  # (K, nf)
+    b0 = jnp.asarray(b0, dtype_of(s))
     bsz = layout.block
     per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
     n_chunks = -(-layout.num_blocks // per_chunk)
     univariate = s.covariance_type == "univariate"
-    unit = 2 if antithetic else 1
 
     def features(x, comp_rows):
         ker = [_kernel(e, x) for e in evals]
         pairs = list(zip(ker, evals, sur, strict=True))
         logd = [jax.nn.logsumexp(kk + e.logits[None], axis=-1) for kk, e, _ in pairs]
-        z = jnp.stack([jnp.sum(kk * sr.resp[comp_rows], axis=-1) for kk, _, sr in pairs], axis=-1)
-        f = z - jnp.stack([sr.mean[comp_rows] for sr in sur], axis=-1)
-        return g(*logd) - z @ b0, f
+        z = [jnp.sum(kk * sr.resp[comp_rows], axis=-1) for kk, _, sr in pairs]
+        if js_bump:
+            dsur = jax.lax.stop_gradient(z[0] - z[1] + kappa[comp_rows])
+            z.append(jnp.where(bq.ok[comp_rows], bump(dsur), 0.0))
+        for kk, ti in zip(ker, tops, strict=True):
+            z.extend(jnp.take_along_axis(kk, ti[comp_rows], axis=-1).T)
+        z = jnp.stack(z, axis=-1)
+        return g(*logd) - z @ b0, z - zmean[comp_rows]
 
     # a per-stratum shift (the residual at the component means, no gradient) keeps the
     # float32 sums of squares accurate when the residual's mean is large
-    mu = s.locs
-    y_ref, _ = features(mu, jnp.arange(k))
+    y_ref, _ = features(s.locs, jnp.arange(k))
     y_ref = jax.lax.stop_gradient(y_ref)
 
     def one_chunk(c):
@@ -250,12 +212,12 @@ def cv_expectation(
             lambda a: jnp.sum(a, axis=0),
             jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
         )
-    value, se = _combine(n, sv, svv, nf, k, s.logits, sur, b0, y_ref)
+    value, se = _combine(n, sv, svv, nf, k, s.logits, zmean @ b0, y_ref)
     used = unit * (num_samples // unit)
     return value, se, used
 
 
-def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int):
+def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int, js_bump=False):
     """:func:`cv_expectation` when every distribution is a `GaussianMixture`.
 
     Otherwise (a NumPyro distribution with no closed-form surrogate) the plain
@@ -263,12 +225,14 @@ def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int):
     antithetic pairs when ``s`` is a mixture, iid draws otherwise.
     """
     if all(isinstance(d, GaussianMixture) for d in (s, *evals)):
-        return cv_expectation(s, tuple(evals), key, num_samples, g, beta0, chunk=chunk)
+        return cv_expectation(
+            s, tuple(evals), key, num_samples, g, beta0, chunk=chunk, js_bump=js_bump
+        )
     lds = [log_density(e) for e in evals]
     return expectation(s, key, num_samples, "cv", lambda x: g(*[ld(x) for ld in lds]), chunk=chunk)
 
 
-def _combine(n, sv, svv, nf, k, logits, sur, b0, y_ref):
+def _combine(n, sv, svv, nf, k, logits, zbar, y_ref):
     """Cross-fitted regression estimate and its standard error from per-fold sums."""
     svs = jax.lax.stop_gradient(sv)
     nn = jnp.maximum(n, 1.0)
@@ -287,7 +251,6 @@ def _combine(n, sv, svv, nf, k, logits, sur, b0, y_ref):
     m2_a = jnp.sum(m2.reshape(k, 2), axis=-1)
     pooled = jnp.sum(m2_a) / jnp.maximum(jnp.sum(n_a - 2.0), 1.0)
     var = jnp.where(n_a >= 3, m2_a / jnp.maximum(n_a - 2.0, 1.0), pooled)
-    zbar = jnp.stack([sr.mean for sr in sur], axis=-1) @ b0  # (K,)
     w = jnp.exp(logits)
     value = jnp.sum(w * (zbar + y_ref + res_mean))
     wsg = jax.lax.stop_gradient(w)

@@ -292,8 +292,9 @@ def js_estimate(
         if method == "cv":
             kp, kq = jax.random.split(key)
             t = lambda lp, lq: _js_term(lp - lq)  # noqa: E731
-            vp, sp, used = cv_or_plain(p, (p, q), kp, n, t, (0.0, 0.0), chunk=chunk)
-            vq, sq, _ = cv_or_plain(q, (p, q), kq, n, t, (0.0, 0.0), chunk=chunk)
+            kw = dict(chunk=chunk, js_bump=True)
+            vp, sp, used = cv_or_plain(p, (p, q), kp, n, t, (0.0, 0.0), **kw)
+            vq, sq, _ = cv_or_plain(q, (p, q), kq, n, t, (0.0, 0.0), **kw)
             return _estimate(0.5 * (vp + vq), 0.5 * jnp.sqrt(sp**2 + sq**2), used)
         d = _log_ratio(p, q)
         h = lambda x: _js_term(d(x))  # noqa: E731
