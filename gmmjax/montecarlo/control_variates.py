@@ -238,9 +238,12 @@ def _combine(n, sv, svv, nf, k, logits, zbar, y_ref):
     nn = jnp.maximum(n, 1.0)
     cov = svv - svs[:, :, None] * svs[:, None, :] / nn[:, None, None]  # (2K, J+1, J+1)
     cff, cfy, cyy = cov[:, :nf, :nf], cov[:, :nf, nf], cov[:, nf, nf]
-    ridge = 1e-6 * jnp.trace(cff, axis1=-2, axis2=-1)[:, None, None] / nf + 1e-30
+    # a relative ridge of 1e-4: features can be collinear (in 1-D, after antithetic
+    # pairing, every surrogate is a function of ε² alone); any δ keeps the estimate unbiased
+    ridge = 1e-4 * jnp.trace(cff, axis1=-2, axis2=-1)[:, None, None] / nf + 1e-30
     delta = jnp.linalg.solve(cff + ridge * jnp.eye(nf, dtype=cff.dtype), cfy[..., None])[..., 0]
-    delta = jnp.where((n >= _MIN_FIT)[:, None], delta, 0.0)
+    ok = (n >= _MIN_FIT)[:, None] & jnp.all(jnp.isfinite(delta), axis=-1, keepdims=True)
+    delta = jnp.where(ok, delta, 0.0)
     # fold 2a uses fold 2a+1's coefficients and vice versa
     other = delta.reshape(k, 2, nf)[:, ::-1].reshape(2 * k, nf)
     res_sum = sv[:, nf] - jnp.sum(other * sv[:, :nf], axis=-1)  # (2K,)
