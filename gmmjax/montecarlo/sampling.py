@@ -60,7 +60,9 @@ __all__ = [
     "systematic_allocation",
 ]
 
-METHODS = ("iid", "stratified", "antithetic", "qmc")
+METHODS = ("iid", "stratified", "antithetic", "qmc", "cv")
+"""Plans; ``"cv"`` is antithetic pairs plus regression control variates
+(:mod:`gmmjax.montecarlo.control_variates`), for KL, JS, Jeffreys and (cross-)entropy."""
 
 
 def as_gaussian_mixture(d) -> GaussianMixture | None:
@@ -221,7 +223,7 @@ def block_size(mixture: GaussianMixture, method: str) -> int:
 
 def min_samples(k: int, method: str) -> int:
     """The smallest ``num_samples`` a method accepts for ``k`` components."""
-    return {"iid": 1, "stratified": k, "antithetic": 2 * k, "qmc": 2 * k}[method]
+    return {"iid": 1, "stratified": k, "antithetic": 2 * k, "qmc": 2 * k, "cv": 2 * k}[method]
 
 
 def qmc_replicates(k: int, num_samples: int) -> int:
