@@ -18,7 +18,8 @@ field                meaning
                      parametrization of `GaussianMixture` (normalized log-weights and the
                      Cholesky factors, or standard deviations for the cheap types). When
                      present it is loaded as is, so a mixture round-trips bit for bit;
-                     it must agree with ``weights`` and ``covariances``.
+                     it must agree with ``weights`` and ``covariances``. A zero
+                     weight's log-weight ``-inf`` is written ``"-inf"`` in JSON.
 ===================  =====================================================================
 
 The first block of fields is exactly scikit-learn's ``weights_``, ``means_`` and
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Any
 
 import jax
@@ -107,6 +109,13 @@ def _arrays(mixture) -> dict[str, Any]:
     }
 
 
+def _json_list(a: np.ndarray):
+    """``a.tolist()`` with ``-inf`` (the log of a zero weight) as the string ``"-inf"``."""
+    if not np.any(np.isneginf(a)):
+        return a.tolist()
+    return np.where(np.isneginf(a), "-inf", a.astype(object)).tolist()
+
+
 def mixture_to_dict(mixture) -> dict[str, Any]:
     """The file representation of a mixture, as a JSON-ready dict (lists of floats).
 
@@ -130,7 +139,7 @@ def mixture_to_dict(mixture) -> dict[str, Any]:
     out: dict[str, Any] = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION}
     for k, v in a.items():
         if k == "exact":
-            out[k] = {n: np.asarray(x).astype(np.float64).tolist() for n, x in v.items()}
+            out[k] = {n: _json_list(np.asarray(x).astype(np.float64)) for n, x in v.items()}
         elif isinstance(v, np.ndarray):
             out[k] = v.tolist()
         else:
@@ -187,17 +196,32 @@ def save_mixture(mixture, path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-def _field_array(d: dict, name: str, label: str | None = None) -> np.ndarray:
+def _field_array(
+    d: dict, name: str, label: str | None = None, *, neg_inf: bool = False
+) -> np.ndarray:
     label = label or name
+    v = d[name]
+    if neg_inf and not isinstance(v, np.ndarray):  # JSON spells a log-weight of -inf "-inf"
+        v = _neg_inf_strings(v)
     try:
-        a = np.asarray(d[name], dtype=np.float64)
-    except (TypeError, ValueError):
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError, RecursionError):
         raise MixtureFileError(
             f"field `{label}` must be a number or a (nested, rectangular) list of numbers"
         ) from None
-    if not np.all(np.isfinite(a)):
-        raise MixtureFileError(f"field `{label}` contains NaN or infinite values")
+    ok = np.isfinite(a) | (np.isneginf(a) if neg_inf else False)
+    if not np.all(ok):
+        what = "NaN or +inf" if neg_inf else "NaN or infinite values"
+        raise MixtureFileError(f"field `{label}` contains {what}")
     return a
+
+
+def _neg_inf_strings(v, depth: int = 0):
+    if depth > 32:
+        raise MixtureFileError("arrays nested more than 32 levels deep")
+    if isinstance(v, list):
+        return [_neg_inf_strings(x, depth + 1) for x in v]
+    return -np.inf if v == "-inf" else v
 
 
 def _expected_cov_shape(t: str, batch: tuple, k: int, d: int) -> tuple:
@@ -334,19 +358,27 @@ def mixture_from_dict(d: dict) -> GaussianMixture:
     _check_pd(cov, t, "covariances")
     exact = d.get("exact")
     if exact is None:
-        return GaussianMixture(
-            jnp.asarray(w, dtype),
+        m = GaussianMixture(
+            jnp.asarray(np.where(np.all(w > 0), w, 1.0 / k), dtype),  # zeros are refused
             jnp.asarray(means, dtype),
             jnp.asarray(cov, dtype),
             covariance_type=t,
         )
+        if np.all(w > 0):
+            return m
+        with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
+            lw = np.log(w) - np.log(np.sum(w, axis=-1, keepdims=True))
+        leaves = jax.tree.leaves(m)
+        names = GaussianMixture.gather_pytree_data_fields()
+        leaves[names.index("logits")] = jnp.asarray(lw, dtype)
+        return jax.tree.unflatten(jax.tree.structure(m), leaves)
     return _from_exact(exact, t, w, means, cov, dtype)
 
 
 def _from_exact(exact, t, w, means, cov, dtype) -> GaussianMixture:
     if not isinstance(exact, dict) or {"log_weights", "scale"} - set(exact):
         raise MixtureFileError("field `exact` must hold `log_weights` and `scale`")
-    lw = _field_array(exact, "log_weights", "exact.log_weights")
+    lw = _field_array(exact, "log_weights", "exact.log_weights", neg_inf=True)
     scale = _field_array(exact, "scale", "exact.scale")
     if lw.shape != w.shape:
         raise MixtureFileError(
@@ -377,8 +409,10 @@ def _from_exact(exact, t, w, means, cov, dtype) -> GaussianMixture:
             "field `covariances` disagrees with `exact.scale`; after editing a file, "
             "delete its `exact` block"
         )
+    # only the tree structure is taken from the template (finite logits: a zero weight,
+    # log-weight -inf, is a valid saved mixture that the constructor's checks refuse)
     template = GaussianMixture.from_params(
-        jnp.asarray(lw, dtype), jnp.asarray(means, dtype), jnp.asarray(scale, dtype), t
+        jnp.zeros(lw.shape, dtype), jnp.asarray(means, dtype), jnp.asarray(scale, dtype), t
     )
     # rebuild with the file's numbers as the leaves (from_params renormalizes the logits,
     # which could move their last bit)
@@ -404,7 +438,8 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # our own handle: a corrupt archive must not leave the file open
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 d: dict[str, Any] = {}
                 for name in z.files:
                     v = z[name]
@@ -414,10 +449,14 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
                         d.setdefault("exact", {})[name[len("exact.") :]] = v
                     else:
                         d[name] = v
-        except (ValueError, OSError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise MixtureFileError(f"{path}: not a readable .npz mixture file ({e})") from None
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            # a truncated or corrupt archive surfaces as any of these
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise MixtureFileError(
+                f"{path}: not a readable .npz mixture file (truncated or corrupt: {why})"
+            ) from None
         return mixture_from_dict(d)
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -425,4 +464,9 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise MixtureFileError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise MixtureFileError(
+            f"{path}: JSON nested too deeply to be a mixture file (a mixture's arrays "
+            "have a few levels)"
+        ) from None
     return mixture_from_dict(d)
