@@ -1,26 +1,15 @@
 """Saving and loading mixtures: a documented, versioned file format (JSON or ``.npz``).
 
-A mixture file holds one object with these fields (schema version 1):
-
-===================  =====================================================================
-field                meaning
-===================  =====================================================================
-``format``           ``"gmmjax.GaussianMixture"`` (optional on input, always written)
-``schema_version``   ``1`` (an integer; files from a newer gmmjax are refused by name)
-``covariance_type``  ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or ``"univariate"``
-``dtype``            ``"float32"`` or ``"float64"``: the precision the mixture had (optional)
-``weights``          ``(..., K)`` mixture weights, nonnegative, summing to 1
-``means``            ``(..., K, D)`` component means (``(..., K)`` for ``univariate``)
-``covariances``      scikit-learn's ``covariances_`` layout: ``full`` ``(..., K, D, D)``,
-                     ``tied`` ``(..., D, D)``, ``diag`` ``(..., K, D)`` variances,
-                     ``spherical`` and ``univariate`` ``(..., K)`` variances
-``exact``            optional: ``{"log_weights": (..., K), "scale": ...}``, the stored
-                     parametrization of `GaussianMixture` (normalized log-weights and the
-                     Cholesky factors, or standard deviations for the cheap types). When
-                     present it is loaded as is, so a mixture round-trips bit for bit;
-                     it must agree with ``weights`` and ``covariances``. A zero
-                     weight's log-weight ``-inf`` is written ``"-inf"`` in JSON.
-===================  =====================================================================
+A mixture file (schema version 1; the README's "Mixture files" table) holds ``format``
+(``"gmmjax.GaussianMixture"``, optional on input), ``schema_version`` (``1``; newer files
+are refused by name), ``covariance_type``, ``dtype`` (``"float32"``/``"float64"``,
+optional), ``weights`` ``(..., K)``, ``means`` ``(..., K, D)`` (``(..., K)`` univariate)
+and ``covariances`` in scikit-learn's ``covariances_`` layout (``(..., K, D, D)`` full,
+``(..., D, D)`` tied, ``(..., K, D)`` diag, ``(..., K)`` spherical/univariate variances).
+The optional ``exact`` block ``{"log_weights", "scale"}`` holds the stored
+parametrization (normalized log-weights; Cholesky factors or standard deviations); it is
+loaded as is, so a mixture round-trips bit for bit, and must agree with the other
+fields. A zero weight's log-weight ``-inf`` is written ``"-inf"`` in JSON.
 
 The first block of fields is exactly scikit-learn's ``weights_``, ``means_`` and
 ``covariances_``, so a file written by hand from a fitted
@@ -196,14 +185,11 @@ def save_mixture(mixture, path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-def _field_array(
-    d: dict, name: str, label: str | None = None, *, neg_inf: bool = False
-) -> np.ndarray:
-    label = label or name
-    v = d[name]
-    if neg_inf and not isinstance(v, np.ndarray):  # JSON spells a log-weight of -inf "-inf"
-        v = _neg_inf_strings(v)
+def _field_array(d: dict, name: str, label: str | None = None, *, neg_inf=False) -> np.ndarray:
+    label, v = label or name, d[name]
     try:
+        if neg_inf and not isinstance(v, np.ndarray):  # JSON spells a log-weight -inf "-inf"
+            v = _neg_inf_strings(v)
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError, RecursionError):
         raise MixtureFileError(
@@ -216,25 +202,15 @@ def _field_array(
     return a
 
 
-def _neg_inf_strings(v, depth: int = 0):
-    if depth > 32:
-        raise MixtureFileError("arrays nested more than 32 levels deep")
-    if isinstance(v, list):
-        return [_neg_inf_strings(x, depth + 1) for x in v]
-    return -np.inf if v == "-inf" else v
+def _neg_inf_strings(v):
+    return (
+        [_neg_inf_strings(x) for x in v] if isinstance(v, list) else (-np.inf if v == "-inf" else v)
+    )
 
 
 def _expected_cov_shape(t: str, batch: tuple, k: int, d: int) -> tuple:
-    return (
-        batch
-        + {
-            "full": (k, d, d),
-            "tied": (d, d),
-            "diag": (k, d),
-            "spherical": (k,),
-            "univariate": (k,),
-        }[t]
-    )
+    shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d)}
+    return batch + shapes.get(t, (k,))  # spherical, univariate: (k,)
 
 
 def _check_pd(cov: np.ndarray, t: str, label: str) -> None:
@@ -368,10 +344,7 @@ def mixture_from_dict(d: dict) -> GaussianMixture:
             return m
         with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
             lw = np.log(w) - np.log(np.sum(w, axis=-1, keepdims=True))
-        leaves = jax.tree.leaves(m)
-        names = GaussianMixture.gather_pytree_data_fields()
-        leaves[names.index("logits")] = jnp.asarray(lw, dtype)
-        return jax.tree.unflatten(jax.tree.structure(m), leaves)
+        return _with_leaves(m, {"logits": lw, "locs": m.locs, "scale_param": m.scale_param}, dtype)
     return _from_exact(exact, t, w, means, cov, dtype)
 
 
@@ -416,7 +389,10 @@ def _from_exact(exact, t, w, means, cov, dtype) -> GaussianMixture:
     )
     # rebuild with the file's numbers as the leaves (from_params renormalizes the logits,
     # which could move their last bit)
-    values = {"logits": lw, "locs": means, "scale_param": scale}
+    return _with_leaves(template, {"logits": lw, "locs": means, "scale_param": scale}, dtype)
+
+
+def _with_leaves(template, values, dtype) -> GaussianMixture:
     leaves = [jnp.asarray(values[n], dtype) for n in GaussianMixture.gather_pytree_data_fields()]
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
@@ -452,8 +428,7 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
         except FileNotFoundError:
             raise
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
-            # a truncated or corrupt archive surfaces as any of these
-            why = " ".join(str(e).split()) or type(e).__name__
+            why = " ".join(str(e).split()) or type(e).__name__  # truncated, corrupt...
             raise MixtureFileError(
                 f"{path}: not a readable .npz mixture file (truncated or corrupt: {why})"
             ) from None
