@@ -6,11 +6,13 @@ of the same size, so EM compiles once. Reference values come from SciPy
 quadrature on the mixtures the command reports, never from gmmjax itself.
 """
 
+import io
 import json
 import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,17 +238,55 @@ def test_demo_data_is_the_seed_mixture():
     assert abs(x.mean() - (-1000 - 500 + 2000) / 17000) < 0.01
 
 
+class _TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_progress_only_on_a_terminal(monkeypatch, capsys):
-    Progress("quiet", 3).step()
-    assert capsys.readouterr().err == ""  # pytest's stderr is not a TTY
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = Progress("work", 2)
+    # item 5: tqdm bars, silent off a terminal and with enabled=False (--quiet)
+    bar = Progress("quiet", 3)
     bar.step()
     bar.close()
-    err = capsys.readouterr().err
-    assert "work [" in err and "2/2" in err and err.endswith("\n")
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a TTY
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    bar = Progress("work", 2, unit="chunk")
+    bar.step(note="0.5 ± 0.1")
+    bar.step()
+    bar.close()
+    assert "work: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+    assert "0.5 ± 0.1" in tty.getvalue()
+    timer = Progress("fit", None)
+    with timer.ticking(every=0.01):
+        time.sleep(0.1)  # a long call: the elapsed time is redrawn meanwhile
+    timer.close()
+    assert tty.getvalue().count("fit: 00:00") >= 3
+    n = len(tty.getvalue())
     Progress("off", 2, enabled=False).close()
-    assert capsys.readouterr().err == ""
+    assert len(tty.getvalue()) == n
+
+
+def test_progress_shows_em_and_monte_carlo_as_they_go(monkeypatch, tmp_path):
+    # items 4 and 5 in process, on a terminal: the EM timer and its iterations, the
+    # Monte Carlo chunks with the running estimate, under the same labels as the table
+    from gmmjax.cli import report as _cli_report
+
+    monkeypatch.setattr(_cli_report, "CHUNK", 1000)
+    x = demo_data(3, scale=0.05)
+    np.savetxt(tmp_path / "a.csv", x)
+    np.savetxt(tmp_path / "b.csv", x + 0.1)
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    argv = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--kind", "kl", "-k", "2"]
+    assert cli.main(["compare", *argv, "--samples", "3000", "--method", "iid"]) == 0
+    err = tty.getvalue()
+    assert "(EM, K=2)" in err and "iterations" in err
+    assert "KL(a‖b):  33%" in err and "KL(b‖a): 100%" in err and "±" in err
+    tty.seek(0)
+    tty.truncate()
+    assert cli.main(["compare", *argv, "--samples", "3000", "--method", "iid", "--quiet"]) == 0
+    assert tty.getvalue() == ""
 
 
 def test_chunked_estimate_combines_chunks(monkeypatch):
