@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["DataError", "Progress", "UsageError", "demo_data", "read_data"]
+__all__ = ["DataError", "Progress", "UsageError", "column_names", "demo_data", "read_data"]
 
 # The demo's 1-D data set, three overlapping Gaussians of different sizes (a classic test
 # of "KL between two fitted GMMs"): (count, mean, standard deviation).
@@ -109,6 +109,36 @@ def _read_csv(path: str, columns: str | None) -> np.ndarray:
                     + (f" (column {header[c]!r})" if header else f" (column {c})")
                 ) from None
     return out
+
+
+def column_names(path: str, columns: str | None = None) -> list[str]:
+    """The names of the columns :func:`read_data` returns (header names, else ``column i``).
+
+    Example:
+      >>> import os, tempfile
+      >>> f = os.path.join(tempfile.mkdtemp(), "d.csv")
+      >>> _ = open(f, "w").write("height,weight\\n1,2\\n3,4\\n")
+      >>> column_names(f), column_names(f, "weight")
+      (['height', 'weight'], ['weight'])
+    """
+    header = None
+    if not path.lower().endswith(".npy"):
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                first = next((ln.strip() for ln in f if ln.strip() and not ln.startswith("#")), "")
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        cells = [c.strip() for c in first.split("," if "," in first else None)]
+        try:
+            [float(c) for c in cells]
+        except ValueError:
+            header = [c.strip("\"'") for c in cells]
+        ncols = len(cells)
+    else:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+        ncols = 1 if x.ndim == 1 else x.shape[1]
+    picks = _select_columns(header, ncols, columns, path)
+    return [header[i] if header else f"column {i}" for i in picks]
 
 
 def read_data(path: str, columns: str | None = None) -> np.ndarray:
