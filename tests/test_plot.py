@@ -159,6 +159,7 @@ def test_two_2d_fits_share_limits_name_axes_and_title_the_divergences(tmp_path, 
     saved = {}
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda f, *a, **k: saved.update(fig=f))
     _plot_fits(str(tmp_path / "fits.png"), (pa, pb), (xa, xb), ("a", "b"), title, labels)
+    monkeypatch.undo()
     fig = saved["fig"]
     ax1, ax2 = fig.axes[:2]
     assert ax1.get_xlim() == ax2.get_xlim() and ax1.get_ylim() == ax2.get_ylim()
