@@ -115,9 +115,9 @@ def column_names(path: str, columns: str | None = None) -> list[str]:
     """The names of the columns :func:`read_data` returns (header names, else ``column i``).
 
     Example:
-      >>> import os, tempfile
+      >>> import os, pathlib, tempfile
       >>> f = os.path.join(tempfile.mkdtemp(), "d.csv")
-      >>> _ = open(f, "w").write("height,weight\\n1,2\\n3,4\\n")
+      >>> _ = pathlib.Path(f).write_text("height,weight\\n1,2\\n3,4\\n")
       >>> column_names(f), column_names(f, "weight")
       (['height', 'weight'], ['weight'])
     """
