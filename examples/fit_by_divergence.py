@@ -1,6 +1,6 @@
 """Fit a mixture by gradient descent on a divergence: forward KL, reverse KL, JS, Cauchy–Schwarz.
 
-The target p is the seeds' three-Gaussian 1-D mixture. Starting from the same
+The target p is a 1-D mixture of three overlapping Gaussians. Starting from the same
 broad guess, a 3-component q is fitted four ways with ``gmmjax.fit.fit_to_target``
 (optax Adam through ``fit_gradient``, all steps in one compiled ``lax.scan``):
 

@@ -43,7 +43,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     grid_n = 400 if args.quick else 2000
 
-    # ---- 1-D: the seeds' three components, weights 2000 : 5000 : 10000
+    # ---- 1-D: three overlapping components, weights 2000 : 5000 : 10000
     w = np.array([2000.0, 5000.0, 10000.0]) / 17000.0
     mu = np.array([-0.5, -0.1, 0.2])
     sd = np.array([0.2, 0.07, 0.13])

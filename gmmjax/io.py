@@ -1,25 +1,15 @@
 """Saving and loading mixtures: a documented, versioned file format (JSON or ``.npz``).
 
-A mixture file holds one object with these fields (schema version 1):
-
-===================  =====================================================================
-field                meaning
-===================  =====================================================================
-``format``           ``"gmmjax.GaussianMixture"`` (optional on input, always written)
-``schema_version``   ``1`` (an integer; files from a newer gmmjax are refused by name)
-``covariance_type``  ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or ``"univariate"``
-``dtype``            ``"float32"`` or ``"float64"``: the precision the mixture had (optional)
-``weights``          ``(..., K)`` mixture weights, nonnegative, summing to 1
-``means``            ``(..., K, D)`` component means (``(..., K)`` for ``univariate``)
-``covariances``      scikit-learn's ``covariances_`` layout: ``full`` ``(..., K, D, D)``,
-                     ``tied`` ``(..., D, D)``, ``diag`` ``(..., K, D)`` variances,
-                     ``spherical`` and ``univariate`` ``(..., K)`` variances
-``exact``            optional: ``{"log_weights": (..., K), "scale": ...}``, the stored
-                     parametrization of `GaussianMixture` (normalized log-weights and the
-                     Cholesky factors, or standard deviations for the cheap types). When
-                     present it is loaded as is, so a mixture round-trips bit for bit;
-                     it must agree with ``weights`` and ``covariances``.
-===================  =====================================================================
+A mixture file (schema version 1; the README's "Mixture files" table) holds ``format``
+(``"gmmjax.GaussianMixture"``, optional on input), ``schema_version`` (``1``; newer files
+are refused by name), ``covariance_type``, ``dtype`` (``"float32"``/``"float64"``,
+optional), ``weights`` ``(..., K)``, ``means`` ``(..., K, D)`` (``(..., K)`` univariate)
+and ``covariances`` in scikit-learn's ``covariances_`` layout (``(..., K, D, D)`` full,
+``(..., D, D)`` tied, ``(..., K, D)`` diag, ``(..., K)`` spherical/univariate variances).
+The optional ``exact`` block ``{"log_weights", "scale"}`` holds the stored
+parametrization (normalized log-weights; Cholesky factors or standard deviations); it is
+loaded as is, so a mixture round-trips bit for bit, and must agree with the other
+fields. A zero weight's log-weight ``-inf`` is written ``"-inf"`` in JSON.
 
 The first block of fields is exactly scikit-learn's ``weights_``, ``means_`` and
 ``covariances_``, so a file written by hand from a fitted
@@ -36,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Any
 
 import jax
@@ -107,6 +98,13 @@ def _arrays(mixture) -> dict[str, Any]:
     }
 
 
+def _json_list(a: np.ndarray):
+    """``a.tolist()`` with ``-inf`` (the log of a zero weight) as the string ``"-inf"``."""
+    if not np.any(np.isneginf(a)):
+        return a.tolist()
+    return np.where(np.isneginf(a), "-inf", a.astype(object)).tolist()
+
+
 def mixture_to_dict(mixture) -> dict[str, Any]:
     """The file representation of a mixture, as a JSON-ready dict (lists of floats).
 
@@ -130,7 +128,7 @@ def mixture_to_dict(mixture) -> dict[str, Any]:
     out: dict[str, Any] = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION}
     for k, v in a.items():
         if k == "exact":
-            out[k] = {n: np.asarray(x).astype(np.float64).tolist() for n, x in v.items()}
+            out[k] = {n: _json_list(np.asarray(x).astype(np.float64)) for n, x in v.items()}
         elif isinstance(v, np.ndarray):
             out[k] = v.tolist()
         else:
@@ -187,30 +185,32 @@ def save_mixture(mixture, path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-def _field_array(d: dict, name: str, label: str | None = None) -> np.ndarray:
-    label = label or name
+def _field_array(d: dict, name: str, label: str | None = None, *, neg_inf=False) -> np.ndarray:
+    label, v = label or name, d[name]
     try:
-        a = np.asarray(d[name], dtype=np.float64)
-    except (TypeError, ValueError):
+        if neg_inf and not isinstance(v, np.ndarray):  # JSON spells a log-weight -inf "-inf"
+            v = _neg_inf_strings(v)
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError, RecursionError):
         raise MixtureFileError(
             f"field `{label}` must be a number or a (nested, rectangular) list of numbers"
         ) from None
-    if not np.all(np.isfinite(a)):
-        raise MixtureFileError(f"field `{label}` contains NaN or infinite values")
+    ok = np.isfinite(a) | (np.isneginf(a) if neg_inf else False)
+    if not np.all(ok):
+        what = "NaN or +inf" if neg_inf else "NaN or infinite values"
+        raise MixtureFileError(f"field `{label}` contains {what}")
     return a
 
 
-def _expected_cov_shape(t: str, batch: tuple, k: int, d: int) -> tuple:
+def _neg_inf_strings(v):
     return (
-        batch
-        + {
-            "full": (k, d, d),
-            "tied": (d, d),
-            "diag": (k, d),
-            "spherical": (k,),
-            "univariate": (k,),
-        }[t]
+        [_neg_inf_strings(x) for x in v] if isinstance(v, list) else (-np.inf if v == "-inf" else v)
     )
+
+
+def _expected_cov_shape(t: str, batch: tuple, k: int, d: int) -> tuple:
+    shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d)}
+    return batch + shapes.get(t, (k,))  # spherical, univariate: (k,)
 
 
 def _check_pd(cov: np.ndarray, t: str, label: str) -> None:
@@ -334,19 +334,24 @@ def mixture_from_dict(d: dict) -> GaussianMixture:
     _check_pd(cov, t, "covariances")
     exact = d.get("exact")
     if exact is None:
-        return GaussianMixture(
-            jnp.asarray(w, dtype),
+        m = GaussianMixture(
+            jnp.asarray(np.where(np.all(w > 0), w, 1.0 / k), dtype),  # zeros are refused
             jnp.asarray(means, dtype),
             jnp.asarray(cov, dtype),
             covariance_type=t,
         )
+        if np.all(w > 0):
+            return m
+        with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
+            lw = np.log(w) - np.log(np.sum(w, axis=-1, keepdims=True))
+        return _with_leaves(m, {"logits": lw, "locs": m.locs, "scale_param": m.scale_param}, dtype)
     return _from_exact(exact, t, w, means, cov, dtype)
 
 
 def _from_exact(exact, t, w, means, cov, dtype) -> GaussianMixture:
     if not isinstance(exact, dict) or {"log_weights", "scale"} - set(exact):
         raise MixtureFileError("field `exact` must hold `log_weights` and `scale`")
-    lw = _field_array(exact, "log_weights", "exact.log_weights")
+    lw = _field_array(exact, "log_weights", "exact.log_weights", neg_inf=True)
     scale = _field_array(exact, "scale", "exact.scale")
     if lw.shape != w.shape:
         raise MixtureFileError(
@@ -377,12 +382,17 @@ def _from_exact(exact, t, w, means, cov, dtype) -> GaussianMixture:
             "field `covariances` disagrees with `exact.scale`; after editing a file, "
             "delete its `exact` block"
         )
+    # only the tree structure is taken from the template (finite logits: a zero weight,
+    # log-weight -inf, is a valid saved mixture that the constructor's checks refuse)
     template = GaussianMixture.from_params(
-        jnp.asarray(lw, dtype), jnp.asarray(means, dtype), jnp.asarray(scale, dtype), t
+        jnp.zeros(lw.shape, dtype), jnp.asarray(means, dtype), jnp.asarray(scale, dtype), t
     )
     # rebuild with the file's numbers as the leaves (from_params renormalizes the logits,
     # which could move their last bit)
-    values = {"logits": lw, "locs": means, "scale_param": scale}
+    return _with_leaves(template, {"logits": lw, "locs": means, "scale_param": scale}, dtype)
+
+
+def _with_leaves(template, values, dtype) -> GaussianMixture:
     leaves = [jnp.asarray(values[n], dtype) for n in GaussianMixture.gather_pytree_data_fields()]
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
@@ -404,7 +414,8 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # our own handle: a corrupt archive must not leave the file open
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 d: dict[str, Any] = {}
                 for name in z.files:
                     v = z[name]
@@ -414,10 +425,13 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
                         d.setdefault("exact", {})[name[len("exact.") :]] = v
                     else:
                         d[name] = v
-        except (ValueError, OSError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise MixtureFileError(f"{path}: not a readable .npz mixture file ({e})") from None
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            why = " ".join(str(e).split()) or type(e).__name__  # truncated, corrupt...
+            raise MixtureFileError(
+                f"{path}: not a readable .npz mixture file (truncated or corrupt: {why})"
+            ) from None
         return mixture_from_dict(d)
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -425,4 +439,9 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise MixtureFileError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise MixtureFileError(
+            f"{path}: JSON nested too deeply to be a mixture file (a mixture's arrays "
+            "have a few levels)"
+        ) from None
     return mixture_from_dict(d)

@@ -30,6 +30,7 @@ from gmmjax.gaussian import gaussian_kl
 from gmmjax.mixture import GaussianMixture
 
 __all__ = [
+    "contour_extent",
     "plot_contours_2d",
     "plot_convergence",
     "plot_density_1d",
@@ -154,6 +155,7 @@ def plot_contours_2d(
     num_points: int = 150,
     cmap: str = "viridis",
     extent: Sequence[float] | None = None,
+    labels: Sequence[str] = ("x1", "x2"),
 ):
     """Contours of ``log p(x)`` for a 2-D mixture, with optional samples on top.
 
@@ -165,7 +167,9 @@ def plot_contours_2d(
       num_points: grid points per axis.
       cmap: colormap of the contours.
       extent: ``(xmin, xmax, ymin, ymax)``; by default the mixture's ``mean ± 4 sd``
-        and the samples.
+        and the samples (:func:`contour_extent`; pass one extent to several panels
+        to give them the same limits).
+      labels: the axis labels (e.g. a CSV file's column names).
 
     Returns:
       The matplotlib ``Axes``.
@@ -186,13 +190,7 @@ def plot_contours_2d(
         if samples.ndim != 2 or samples.shape[1] != 2:
             raise ValueError(f"samples must have shape (N, 2), got {samples.shape}")
     if extent is None:
-        mean, var = _moments(mixture)
-        m = np.asarray(mean, dtype=np.float64)
-        s = np.sqrt(np.asarray(var, dtype=np.float64))
-        lo, hi = m - 4 * s, m + 4 * s
-        if samples is not None and len(samples):
-            lo, hi = np.minimum(lo, samples.min(0)), np.maximum(hi, samples.max(0))
-        extent = (lo[0], hi[0], lo[1], hi[1])
+        extent = contour_extent([mixture], [samples])
     gx = np.linspace(extent[0], extent[1], num_points)
     gy = np.linspace(extent[2], extent[3], num_points)
     xx, yy = np.meshgrid(gx, gy)
@@ -204,10 +202,35 @@ def plot_contours_2d(
     ax.clabel(cs, fontsize=7, fmt="%.1f")
     if samples is not None:
         ax.scatter(samples[:, 0], samples[:, 1], s=3, alpha=0.35, color="k", lw=0)
-    ax.set_xlabel("x1")
-    ax.set_ylabel("x2")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
     ax.set_title("log p(x)")
     return ax
+
+
+def contour_extent(mixtures: Sequence[GaussianMixture], samples: Sequence = ()):
+    """``(xmin, xmax, ymin, ymax)`` covering every 2-D mixture (``mean ± 4 sd``) and sample.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gmmjax import GaussianMixture
+      >>> p = GaussianMixture(jnp.ones(1), jnp.zeros((1, 2)), jnp.eye(2)[None])
+      >>> [float(v) for v in contour_extent([p])]
+      [-4.0, 4.0, -4.0, 4.0]
+    """
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    for m in mixtures:
+        mean, var = _moments(m)
+        c = np.asarray(mean, dtype=np.float64)
+        sd = np.sqrt(np.asarray(var, dtype=np.float64))
+        lo, hi = np.minimum(lo, c - 4 * sd), np.maximum(hi, c + 4 * sd)
+    for x in samples:
+        if x is not None and len(x):
+            x = np.asarray(x, dtype=np.float64)
+            lo, hi = np.minimum(lo, x.min(0)), np.maximum(hi, x.max(0))
+    return (lo[0], hi[0], lo[1], hi[1])
 
 
 def _normal(loc: float, sd: float) -> GaussianMixture:
@@ -298,7 +321,9 @@ def plot_kl_curves(
     # log10 with a floor: KL is 0 at (0, 1) and grows quadratically in μ
     z = np.log10(np.maximum(kl_map.reshape(mm.shape), 1e-4))
     im = axes[2].pcolormesh(mm, ss, z, shading="auto", cmap="magma")
-    axes[2].contour(mm, ss, z, levels=[-2, -1, 0, 1], colors="w", linewidths=0.8)
+    cs = axes[2].contour(mm, ss, z, levels=[-2, -1, 0, 1], colors="w", linewidths=0.8)
+    # the white lines are KL = 0.01, 0.1, 1 and 10 nats: say so on each line
+    axes[2].clabel(cs, fmt={-2: "KL=0.01", -1: "KL=0.1", 0: "KL=1", 1: "KL=10"}, fontsize=7)
     fig.colorbar(im, ax=axes[2], label="log10 KL(p‖q)")
     axes[2].set(xlabel="mean μ of q", ylabel="std σ of q", title="KL(N(0,1) ‖ N(μ,σ²))")
     return fig

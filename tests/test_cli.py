@@ -6,11 +6,13 @@ of the same size, so EM compiles once. Reference values come from SciPy
 quadrature on the mixtures the command reports, never from gmmjax itself.
 """
 
+import io
 import json
 import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,17 +238,55 @@ def test_demo_data_is_the_seed_mixture():
     assert abs(x.mean() - (-1000 - 500 + 2000) / 17000) < 0.01
 
 
+class _TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_progress_only_on_a_terminal(monkeypatch, capsys):
-    Progress("quiet", 3).step()
-    assert capsys.readouterr().err == ""  # pytest's stderr is not a TTY
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = Progress("work", 2)
+    # item 5: tqdm bars, silent off a terminal and with enabled=False (--quiet)
+    bar = Progress("quiet", 3)
     bar.step()
     bar.close()
-    err = capsys.readouterr().err
-    assert "work [" in err and "2/2" in err and err.endswith("\n")
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a TTY
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    bar = Progress("work", 2, unit="chunk")
+    bar.step(note="0.5 ± 0.1")
+    bar.step()
+    bar.close()
+    assert "work: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+    assert "0.5 ± 0.1" in tty.getvalue()
+    timer = Progress("fit", None)
+    with timer.ticking(every=0.01):
+        time.sleep(0.1)  # a long call: the elapsed time is redrawn meanwhile
+    timer.close()
+    assert tty.getvalue().count("fit: 00:00") >= 3
+    n = len(tty.getvalue())
     Progress("off", 2, enabled=False).close()
-    assert capsys.readouterr().err == ""
+    assert len(tty.getvalue()) == n
+
+
+def test_progress_shows_em_and_monte_carlo_as_they_go(monkeypatch, tmp_path):
+    # items 4 and 5 in process, on a terminal: the EM timer and its iterations, the
+    # Monte Carlo chunks with the running estimate, under the same labels as the table
+    from gmmjax.cli import report as _cli_report
+
+    monkeypatch.setattr(_cli_report, "CHUNK", 1000)
+    x = demo_data(3, scale=0.05)
+    np.savetxt(tmp_path / "a.csv", x)
+    np.savetxt(tmp_path / "b.csv", x + 0.1)
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    argv = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--kind", "kl", "-k", "2"]
+    assert cli.main(["compare", *argv, "--samples", "3000", "--method", "iid"]) == 0
+    err = tty.getvalue()
+    assert "(EM, K=2)" in err and "iterations" in err
+    assert "KL(a‖b):  33%" in err and "KL(b‖a): 100%" in err and "±" in err
+    tty.seek(0)
+    tty.truncate()
+    assert cli.main(["compare", *argv, "--samples", "3000", "--method", "iid", "--quiet"]) == 0
+    assert tty.getvalue() == ""
 
 
 def test_chunked_estimate_combines_chunks(monkeypatch):
@@ -269,3 +309,104 @@ def test_chunked_estimate_combines_chunks(monkeypatch):
     # four chunks of 1000: the combined SE is that of 4000 iid samples; the SD of the
     # log-ratio is about 0.6 here, so SE ≈ 0.6/√4000 ≈ 0.0095 (factor-1.5 band)
     assert 0.006 < r["stderr"] < 0.015
+
+
+# ------------------------------------------------------ issue 14 and 16, in process
+def test_fit_help_says_k_is_required(capsys):
+    # item 2: `fit` requires -k, so its help must not promise a default
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "mixture components (required)" in out
+    assert "mixture components (default" not in out
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    assert "mixture components (default 3)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_tol_default_is_fit_em_default():
+    # item 7: the command and the library share one converging default
+    import inspect
+
+    from gmmjax.fit import fit_em
+
+    default = inspect.signature(fit_em).parameters["tol"].default
+    for sub in (["demo"], ["fit", "d.csv", "-k", "2", "-o", "m.json"], ["compare", "a", "b"]):
+        assert cli.build_parser().parse_args(sub).tol == default
+
+
+def _two_kls(*names):
+    import jax
+    import jax.numpy as jnp
+
+    from gmmjax import GaussianMixture
+    from gmmjax.cli.report import divergence_report, format_report
+
+    p = GaussianMixture(jnp.array([0.3, 0.7]), jnp.array([-1.0, 1.0]), scale=jnp.ones(2))
+    q = GaussianMixture(jnp.array([0.5, 0.5]), jnp.array([0.0, 2.0]), scale=jnp.ones(2))
+    rep = divergence_report(p, q, kinds="all", key=jax.random.key(0), num_samples=2000,
+                            method="iid", progress=False, names=names)  # fmt: skip
+    return rep, format_report(rep, names)
+
+
+def test_labels_agree_between_table_and_json_and_jeffreys_reuses_the_kls():
+    # item 4: one label per row, used by the table and the JSON alike
+    rep, table = _two_kls("a", "b")
+    est = rep["estimates"]
+    assert est["kl_pq"]["label"] == "KL(a‖b)" and est["kl_qp"]["label"] == "KL(b‖a)"
+    assert est["js"]["label"] == "JS(a,b)"
+    rows = [ln.split("  ")[0].strip() for ln in table.splitlines()[1:]]
+    for r in est.values():
+        assert r["label"] in rows
+    assert not any("p‖q" in r["label"] or "q‖p" in r["label"] for r in est.values())
+    # Jeffreys is KL(a‖b) + KL(b‖a) of the two rows above (no fresh sampling): exactly
+    # their sum, with the SE of a sum of independent estimates
+    j, ab, ba = est["jeffreys"], est["kl_pq"], est["kl_qp"]
+    assert j["value"] == ab["value"] + ba["value"]
+    assert j["stderr"] == pytest.approx(math.hypot(ab["stderr"], ba["stderr"]), rel=1e-12)
+    assert j["label"] == "Jeffreys KL(a‖b)+KL(b‖a)"
+
+
+def test_table_says_what_to_trust():
+    # item 6: one line each on the Monte Carlo rows, the bounds and the approximations
+    _, table = _two_kls("a", "b")
+    assert "Trust these: each is unbiased" in table
+    assert "Guaranteed bounds: KL is certainly inside" in table
+    assert "Approximations: deterministic, no error bar" in table
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["compare", "a.csv", "b.csv", "--samples", "inf"], "expected a finite number"),
+        (["compare", "a.csv", "b.csv", "--samples", "nan"], "expected a finite number"),
+        (["demo", "--samples", "1e300"], "expected at most 1e12 samples"),
+        (["demo", "--seed", str(2**70)], "expected a seed in [0, 2**63)"),
+        (["demo", "--seed", "2**70"], "expected a whole number, got '2**70'"),
+        (["demo", "--tol", "nan"], "expected a finite number >= 0"),
+    ],
+)
+def test_extreme_arguments_are_one_line_usage_errors(capsys, argv, match):
+    # issue 16, "The command": no traceback, no "internal error", exit 2
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and match in err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_unreadable_mixture_files_are_one_line_data_errors(tmp_path, capsys):
+    # issue 16: a deeply nested JSON and a truncated .npz name their problem, exit 1
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    import jax.numpy as jnp
+
+    from gmmjax import GaussianMixture, save_mixture
+
+    save_mixture(GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1)), tmp_path / "m.npz")
+    raw = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
+    for name, match in (("deep.json", "nested too deeply"), ("t.npz", "truncated or corrupt")):
+        f = str(tmp_path / name)
+        code, _, err = _main(capsys, "divergence", f, f)
+        assert code == 1 and match in err, err
+        assert err.count("\n") == 1 and "internal error" not in err

@@ -246,3 +246,45 @@ def test_npz_missing_field(tmp_path, rng):
     np.savez(tmp_path / "q.npz", **fields)
     with pytest.raises(MixtureFileError, match=r"missing field\(s\) `weights`"):
         load_mixture(tmp_path / "q.npz")
+
+
+# ------------------------------------------------ issue 16: what is saved loads back
+@pytest.mark.parametrize("covariance_type", ["univariate", "full", "diag"])
+@pytest.mark.parametrize("ext", [".json", ".npz"])
+def test_zero_weight_component_round_trips_bit_for_bit(tmp_path, covariance_type, ext):
+    # a zero weight is a log-weight of -inf; NumPyro's constructor checks refuse it, so
+    # the mixture is built as a user's jit-compiled code would build it
+    rng = np.random.default_rng(5)
+    m0, _ = _mixture(covariance_type, rng)
+    import numpyro
+
+    with numpyro.validation_enabled(False):
+        lw = jnp.log(jnp.array([0.4, 0.0, 0.6], m0.logits.dtype))
+        m = GaussianMixture.from_params(lw, m0.locs, m0.scale_param, covariance_type)
+    assert np.isneginf(np.asarray(m.logits)[1])
+    f = tmp_path / f"z{ext}"
+    save_mixture(m, f)
+    back = load_mixture(f)
+    _same_leaves(m, back)
+    # the sklearn-style fields alone (no `exact` block) load too, with weight exactly 0
+    d = mixture_to_dict(m)
+    del d["exact"]
+    assert float(jnp.exp(mixture_from_dict(d).logits)[1]) == 0.0
+
+
+def test_unreadable_files_name_the_problem(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(MixtureFileError, match="nested too deeply"):
+        load_mixture(deep)
+    m = GaussianMixture(jnp.array([0.5, 0.5]), jnp.zeros(2), scale=jnp.ones(2))
+    save_mixture(m, tmp_path / "m.npz")
+    raw = (tmp_path / "m.npz").read_bytes()
+    for cut in (len(raw) // 2, len(raw) - 30, 10):
+        (tmp_path / "t.npz").write_bytes(raw[:cut])
+        with pytest.raises(MixtureFileError, match="truncated or corrupt"):
+            load_mixture(tmp_path / "t.npz")
+    with pytest.raises(MixtureFileError, match="exact.log_weights` contains NaN or \\+inf"):
+        d = mixture_to_dict(m)
+        d["exact"]["log_weights"][0] = float("inf")
+        mixture_from_dict(d)

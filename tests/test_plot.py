@@ -135,3 +135,52 @@ def test_bad_input_messages():
         plot_convergence(P1, P1, {})
     with pytest.raises(TypeError, match="expects a GaussianMixture"):
         plot_density_1d("p")
+
+
+# ------------------------------------------------------------ issue 14, item 9
+def test_two_2d_fits_share_limits_name_axes_and_title_the_divergences(tmp_path, monkeypatch):
+    # the command's figure: the CSV's column names, one extent for both panels, the
+    # estimates in the title
+    from gmmjax.cli.commands import _divergence_title, _plot_fits
+    from gmmjax.cli.data import column_names
+
+    eye = jnp.broadcast_to(jnp.eye(2), (2, 2, 2))
+    pa = GaussianMixture(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [3.0, 1.0]]), eye)
+    pb = GaussianMixture(jnp.array([0.5, 0.5]), jnp.array([[6.0, 0.0], [9.0, -4.0]]), eye)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(0.0, 1.0, (50, 2)), rng.normal(6.0, 1.0, (50, 2))
+    (tmp_path / "a.csv").write_text("height,weight\n1,2\n3,4\n")
+    labels = column_names(str(tmp_path / "a.csv"))
+    rep = {"estimates": {"kl_pq": {"label": "KL(a‖b)", "value": 1.2345, "stderr": 0.01}}}
+    title = _divergence_title(rep)
+    assert title == "KL(a‖b) = 1.234 ± 0.01 nats"  # the value to the SE's 2nd digit
+    import matplotlib.figure
+
+    saved = {}
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda f, *a, **k: saved.update(fig=f))
+    _plot_fits(str(tmp_path / "fits.png"), (pa, pb), (xa, xb), ("a", "b"), title, labels)
+    monkeypatch.undo()
+    fig = saved["fig"]
+    ax1, ax2 = fig.axes[:2]
+    assert ax1.get_xlim() == ax2.get_xlim() and ax1.get_ylim() == ax2.get_ylim()
+    # the common extent covers both mixtures' mean ± 4 sd: from a's x-mean to b's
+    assert ax1.get_xlim()[0] < 0.0 and ax1.get_xlim()[1] > 9.0
+    assert (ax1.get_xlabel(), ax1.get_ylabel()) == ("height", "weight")
+    assert fig._suptitle.get_text() == title
+    _assert_not_blank(fig, tmp_path / "fits2.png")
+
+
+def test_heat_map_contours_are_labelled():
+    fig = plot_kl_curves(heatmap_points=20)
+    texts = {t.get_text() for t in fig.axes[2].texts}
+    assert texts & {"KL=0.1", "KL=1", "KL=10"}  # the white lines say which KL they are
+
+
+def test_convergence_shows_every_method_at_every_size():
+    q = GaussianMixture(jnp.array([0.5, 0.5]), jnp.array([-0.3, 0.3]), scale=jnp.array([0.3, 0.2]))
+    methods = {m: _numpy_kl_estimate for m in ("iid", "stratified", "antithetic", "qmc")}
+    ax = plot_convergence(P1, q, methods, num_samples=(100, 300, 1000))
+    assert len(ax.containers) == 4
+    for c in ax.containers:
+        assert len(c.lines[0].get_xdata()) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(methods)

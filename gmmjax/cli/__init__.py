@@ -2,7 +2,7 @@
 
 Subcommands:
 
-* ``gmmjax demo``: fits the seeds' three-Gaussian 1-D data set and a shifted copy,
+* ``gmmjax demo``: fits a built-in 1-D data set (three overlapping Gaussians) and a shifted copy,
   prints KL both ways and JS (value ± standard error) next to the guaranteed bounds
   and the deterministic approximations, and writes a figure.
 * ``gmmjax compare a.csv b.csv -k 3``: fits a mixture to each data set (CSV or

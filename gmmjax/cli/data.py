@@ -6,15 +6,17 @@ command reports as one line with exit status 1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-import time
+import threading
 
 import numpy as np
 
-__all__ = ["DataError", "Progress", "UsageError", "demo_data", "read_data"]
+__all__ = ["DataError", "Progress", "UsageError", "column_names", "demo_data", "read_data"]
 
-# The seed blog's three-Gaussian 1-D data set: (count, mean, standard deviation).
+# The demo's 1-D data set, three overlapping Gaussians of different sizes (a classic test
+# of "KL between two fitted GMMs"): (count, mean, standard deviation).
 DEMO_COMPONENTS = ((2000, -0.5, 0.2), (5000, -0.1, 0.07), (10000, 0.2, 0.13))
 # The second data set of the demo: the same components, every mean moved by this much.
 DEMO_SHIFT = 0.1
@@ -29,7 +31,7 @@ class UsageError(Exception):
 
 
 def demo_data(seed: int = 0, *, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
-    """The seeds' 1-D data set: a sample of three Gaussians of different sizes.
+    """The demo's 1-D data set: a sample of three overlapping Gaussians of different sizes.
 
     2000, 5000 and 10000 draws from N(-0.5, 0.2²), N(-0.1, 0.07²) and N(0.2, 0.13²).
 
@@ -109,6 +111,36 @@ def _read_csv(path: str, columns: str | None) -> np.ndarray:
     return out
 
 
+def column_names(path: str, columns: str | None = None) -> list[str]:
+    """The names of the columns :func:`read_data` returns (header names, else ``column i``).
+
+    Example:
+      >>> import os, pathlib, tempfile
+      >>> f = os.path.join(tempfile.mkdtemp(), "d.csv")
+      >>> _ = pathlib.Path(f).write_text("height,weight\\n1,2\\n3,4\\n")
+      >>> column_names(f), column_names(f, "weight")
+      (['height', 'weight'], ['weight'])
+    """
+    header = None
+    if not path.lower().endswith(".npy"):
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                first = next((ln.strip() for ln in f if ln.strip() and not ln.startswith("#")), "")
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        cells = [c.strip() for c in first.split("," if "," in first else None)]
+        try:
+            [float(c) for c in cells]
+        except ValueError:
+            header = [c.strip("\"'") for c in cells]
+        ncols = len(cells)
+    else:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+        ncols = 1 if x.ndim == 1 else x.shape[1]
+    picks = _select_columns(header, ncols, columns, path)
+    return [header[i] if header else f"column {i}" for i in picks]
+
+
 def read_data(path: str, columns: str | None = None) -> np.ndarray:
     """Read a data set: CSV (comma or whitespace separated, optional header) or ``.npy``.
 
@@ -154,36 +186,66 @@ def read_data(path: str, columns: str | None = None) -> np.ndarray:
 
 
 class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal.
+    """A progress bar on stderr (``tqdm``), drawn only when stderr is a terminal.
+
+    ``tqdm`` is already a dependency of NumPyro, so the bar costs no extra install; it
+    handles terminal width, rates and the final line. With ``total=None`` the bar shows
+    a count and the elapsed time; :meth:`ticking` keeps that time moving while one long
+    call (a compiled EM fit) runs.
 
     Args:
       label: what is running.
-      total: number of steps.
+      total: number of steps (None: unknown).
       enabled: False silences it (``--quiet``); it is also silent when stderr is not
         a TTY, so redirected output and logs stay clean.
+      unit: what a step is.
     """
 
-    def __init__(self, label: str, total: int, enabled: bool = True):
-        self.label, self.total, self.done = label, max(int(total), 1), 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = time.perf_counter()
-        self._draw()
+    def __init__(self, label: str, total: int | None, enabled: bool = True, unit: str = "it"):
+        from tqdm import tqdm
 
-    def _draw(self, final: bool = False) -> None:
+        self.enabled = bool(enabled) and sys.stderr.isatty()
+        fmt = None if total is not None else "{desc}: {elapsed}{postfix}"
+        self.bar = tqdm(
+            total=total,
+            desc=label,
+            unit=unit,
+            file=sys.stderr,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            bar_format=fmt,
+            mininterval=0.1,
+            unit_scale=total is not None and total >= 10_000,  # 1.00M, not 1000000
+        )
+
+    def step(self, n: int = 1, note: str | None = None) -> None:
+        """Advance by ``n``; ``note`` is shown after the bar (e.g. the running estimate)."""
+        if note is not None:
+            self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(n)
+
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+
+    @contextlib.contextmanager
+    def ticking(self, every: float = 0.25):
+        """Redraw (elapsed time) every ``every`` seconds while the body runs."""
         if not self.enabled:
+            yield self
             return
-        width = 24
-        filled = int(width * self.done / self.total)
-        bar = "#" * filled + "." * (width - filled)
-        dt = time.perf_counter() - self.start
-        end = "\n" if final else ""
-        sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {dt:5.1f}s{end}")
-        sys.stderr.flush()
+        stop = threading.Event()
 
-    def step(self, n: int = 1) -> None:
-        self.done = min(self.done + n, self.total)
-        self._draw()
+        def tick():
+            while not stop.wait(every):
+                self.bar.refresh()
+
+        t = threading.Thread(target=tick, daemon=True)
+        t.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            t.join()
 
     def close(self) -> None:
-        self.done = self.total
-        self._draw(final=True)
+        self.bar.close()

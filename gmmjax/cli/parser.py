@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -13,6 +14,9 @@ __all__ = ["build_parser", "main"]
 
 
 # ------------------------------------------------------------------------- parsing
+_MAX_COUNT = 10**12  # more samples than any run could draw (a typo guard, not a limit)
+
+
 def _count(text: str) -> int:
     try:
         v = float(text)
@@ -20,9 +24,42 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected a number like 100000 or 1e6, got {text!r}"
         ) from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number of samples, got {text!r}")
     if not (v >= 1 and v == int(v)):
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    if v > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected at most 1e12 samples, got {text!r}")
     return int(v)
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**63), got {text!r}")
+    return v
+
+
+def _nonnegative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def _fit_em_default(name: str):
+    """The command uses the library's defaults, so the two cannot disagree."""
+    import inspect
+
+    from gmmjax.fit import fit_em
+
+    return inspect.signature(fit_em).parameters[name].default
 
 
 def _positive_int(text: str) -> int:
@@ -41,7 +78,7 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress or notes")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     return c
 
 
@@ -53,7 +90,7 @@ def _fit_options(sp: argparse.ArgumentParser, k_required: bool, column: bool = T
         type=_positive_int,
         required=k_required,
         default=None if k_required else 3,
-        help="mixture components (default 3)",
+        help="mixture components (required)" if k_required else "mixture components (default 3)",
     )
     g.add_argument(
         "--covariance",
@@ -63,14 +100,15 @@ def _fit_options(sp: argparse.ArgumentParser, k_required: bool, column: bool = T
     )
     g.add_argument("--max-iter", type=_positive_int, default=200, help="EM iterations (200)")
     g.add_argument("--n-init", type=_positive_int, default=3, help="EM restarts (default 3)")
+    tol = _fit_em_default("tol")
     g.add_argument(
         "--tol",
-        type=float,
-        default=1e-6,
-        help="EM stops when the mean log-likelihood gains less (default 1e-6; sklearn's 1e-3 "
-        "stops overlapping components after a few iterations, short of the optimum)",
+        type=_nonnegative,
+        default=tol,
+        help=f"EM stops when the mean log-likelihood per point gains less (default {tol:g}, "
+        "fit_em's)",
     )
-    g.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariances")
+    g.add_argument("--reg-covar", type=_nonnegative, default=1e-6, help="added to covariances")
     if not column:
         return
     g.add_argument(

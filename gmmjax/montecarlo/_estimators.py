@@ -17,8 +17,9 @@ sample variance):
 * stratified, antithetic: ``Σ_a w_a mean_a``; ``SE² = Σ_a w_a² s_a² / n_a``
   (antithetic units are pair averages; a cell with one unit uses the pooled
   variance). Exact in ``w``: no score function.
-* qmc: replicate values ``v_r = Σ_a w_a mean_{r,a}``; the estimate is their mean and
-  ``SE`` their standard deviation over ``√R``.
+* qmc: replicate values ``v_r = Σ_a w_a mean_{r,a}``; the estimate is their mean
+  weighted by the replicate sizes ``n_r / N`` (equal up to one point, so every one of
+  the ``N`` points is used) and ``SE`` the standard error of that weighted mean.
 """
 
 from __future__ import annotations
@@ -151,9 +152,16 @@ def _combine(method, n, mean, m2, logits, replicates):
     n, mean, m2 = (a.reshape(replicates, k) for a in (n, mean, m2))
     v = jnp.sum(w * mean, axis=-1)  # (R,)
     if method == "qmc":
-        value = jnp.mean(v)
+        # replicates differ in size by at most one point (all N are used): weight each
+        # by its share n_r / N (constants, so still unbiased); SE of a weighted mean of
+        # R independent replicates, Σ ω_r² (v_r - v̄)² R / (R - 1), which is
+        # Σ (v_r - v̄)² / (R (R - 1)) for equal sizes
+        nr = jax.lax.stop_gradient(jnp.sum(n, axis=-1))
+        omega = nr / jnp.sum(nr)
+        value = jnp.sum(omega * v)
         dev = jax.lax.stop_gradient(v - value)
-        return value, jnp.sqrt(jnp.sum(dev * dev) / (replicates - 1) / replicates)
+        var = jnp.sum(omega * omega * dev * dev) * replicates / (replicates - 1)
+        return value, jnp.sqrt(var)
     pooled = jnp.sum(m2) / jnp.maximum(jnp.sum(n - 1.0), 1.0)
     var = jnp.where(n >= 2, m2 / jnp.maximum(n - 1.0, 1.0), pooled)
     wsg = jax.lax.stop_gradient(w)
@@ -216,6 +224,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
                 h = jnp.logaddexp(pair[:, 0], pair[:, 1]) - jnp.log(2.0)
             else:
                 h = jnp.mean(pair, axis=-1)
+            h = jnp.where(mask[1::2], h, pair[:, 0])  # an odd N's one unpaired point
             mask, g = mask[::2], g[::2]
         return _chunk_stats(h, mask, g, groups, log_mode)
 
@@ -223,13 +232,8 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
         st = one_chunk(0)
     else:
         st = _merge(jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)), log_mode)
-    used = {
-        "iid": num_samples,
-        "stratified": num_samples,
-        "antithetic": 2 * (num_samples // 2),
-        "qmc": layout.replicates * (num_samples // layout.replicates),
-    }[method]
-    return _finish(st, method, m.logits, layout.replicates, log_mode) + (used,)
+    # every plan uses exactly the points asked for (see make_layout)
+    return _finish(st, method, m.logits, layout.replicates, log_mode) + (num_samples,)
 
 
 def _finish(st, method, logits, replicates, log_mode):

@@ -39,6 +39,7 @@ import operator
 import jax
 import jax.numpy as jnp
 
+from gmmjax._keys import as_key
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import (
     Estimate,
@@ -122,6 +123,7 @@ def _flatten(m, batch, nb):
 def _batched(fn, dists, key, num_samples, method, chunk_size):
     """Run ``fn(*unbatched, key, n, method, chunk) -> Estimate`` over the broadcast batch."""
     conv, n, method = _check_common(dists, num_samples, method, chunk_size)
+    key = as_key(key)  # an integer seed is accepted too (issue 14, item 8)
     chunk = chunk_size or auto_chunk(sum(kernel_cost(d) for d in conv))
     gauss = [isinstance(d, GaussianMixture) for d in conv]
     for d, g in zip(conv, gauss, strict=True):
@@ -195,7 +197,7 @@ def kl_estimate(
       p: a `GaussianMixture`, NumPyro ``Normal``, ``MultivariateNormal``,
         ``MixtureSameFamily`` of those, or any NumPyro distribution (iid draws).
       q: as ``p``, with the same event shape; batch shapes broadcast.
-      key: a JAX PRNG key.
+      key: a JAX PRNG key, or an integer seed (``0`` means ``jax.random.key(0)``).
       num_samples: static number of points drawn from ``p``.
       method: ``"auto"`` (default: by dimension), ``"iid"``, ``"stratified"``,
         ``"antithetic"``, ``"qmc"`` or ``"cv"``.

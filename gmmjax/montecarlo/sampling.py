@@ -236,12 +236,20 @@ def make_layout(mixture: GaussianMixture, key, num_samples: int, method: str) ->
     k = mixture.n_components
     b = block_size(mixture, method)
     if method == "qmc":
+        # every point is used: the first N mod R replicates get one point more (the
+        # estimator weights replicate r by its share n_r / N, see _estimators)
         r = qmc_replicates(k, num_samples)
-        per = num_samples // r
-        counts = jnp.broadcast_to(systematic_allocation(mixture.weights, per), (r, k))
+        per, rem = divmod(num_samples, r)
+        per += rem > 0
+        small = systematic_allocation(mixture.weights, num_samples // r)
+        big = systematic_allocation(mixture.weights, num_samples // r + 1)
+        counts = jnp.where(jnp.arange(r)[:, None] < rem, big, small)
     elif method == "antithetic":
-        r, per = 1, 2 * (num_samples // 2)
-        counts = 2 * systematic_allocation(mixture.weights, per // 2)[None]
+        # pairs (ε, -ε); an odd N adds one unpaired point to the heaviest component
+        r, per = 1, num_samples + num_samples % 2
+        counts = 2 * systematic_allocation(mixture.weights, num_samples // 2)
+        extra = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(mixture.weights)), k)
+        counts = (counts + (num_samples % 2) * extra.astype(counts.dtype))[None]
     elif method == "stratified":
         r, per = 1, num_samples
         counts = systematic_allocation(mixture.weights, per)[None]
