@@ -1,5 +1,6 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
+from gmmjax._version import __version__
 from gmmjax.deterministic import (
     BhattacharyyaBounds,
     KLBounds,
@@ -38,7 +39,7 @@ from gmmjax.gaussian import (
 from gmmjax.infer import AutoGaussianMixture, MixtureELBO
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
 from gmmjax.io import load_mixture, save_mixture
-from gmmjax.mixture import GaussianMixture
+from gmmjax.mixture import GaussianMixture, MixtureParams, checked
 from gmmjax.montecarlo import (
     Estimate,
     cross_entropy,
@@ -61,9 +62,8 @@ from gmmjax.montecarlo import (
     total_variation_estimate,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "AutoGaussianMixture",
     "BhattacharyyaBounds",
     "EMResult",
@@ -72,10 +72,12 @@ __all__ = [
     "GradientFit",
     "KLBounds",
     "MixtureELBO",
+    "MixtureParams",
     "aic",
     "bhattacharyya_bounds",
     "bic",
     "cauchy_schwarz_divergence",
+    "checked",
     "cross_entropy",
     "cross_entropy_estimate",
     "entropy",

@@ -1,42 +1,106 @@
-"""Argument checks for `GaussianMixture`: clear errors outside ``jit``.
+"""Value checks for `GaussianMixture` (private): simplex, positive definiteness, finiteness.
 
-Every check runs only when its arguments are concrete arrays; under a trace the
-values are unknown and the checks are skipped (shape checks still run).
+They follow NumPyro's ``validate_args`` contract (the structural checks in
+:mod:`gmmjax._params` always run):
+
+* with validation on (NumPyro's default, ``validate_args=True``, or
+  ``numpyro.validation_enabled()``), every check whose inputs are *concrete* runs and
+  raises a clear ``ValueError``; that includes constants closed over inside ``jit``
+  (evaluated with ``jax.ensure_compile_time_eval``, as NumPyro does);
+* traced parameters (arguments of a jitted, vmapped or differentiated function) are
+  not checked, unless the computation runs under :func:`checked`, which turns every
+  check into a ``jax.experimental.checkify`` check and raises the same message;
+* with ``validate_args=False`` or ``numpyro.validation_enabled(False)`` nothing runs.
+
+Every predicate below is written in ``jnp`` so that one definition serves both routes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
-from gmmjax.gaussian import COVARIANCE_TYPES, scale_tril_from_precision
-
-# number of trailing (non-batch) dimensions of the stored scale factor
-SCALE_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1, "univariate": 1}
+_STATE = threading.local()
 
 
-def is_concrete(*arrays) -> bool:
-    """True when no argument is a JAX tracer (so its values can be inspected)."""
-    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+def checkify_mode() -> bool:
+    """True while tracing under :func:`checked`."""
+    return getattr(_STATE, "checkify", False)
 
 
-def _float(a):
-    a = jnp.asarray(a)
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-        a = a.astype(jnp.result_type(float))
-    return a
+@contextlib.contextmanager
+def _checkify_enabled():
+    old = checkify_mode()
+    _STATE.checkify = True
+    try:
+        yield
+    finally:
+        _STATE.checkify = old
 
 
-def _check_finite(name: str, a) -> None:
-    if is_concrete(a):
-        arr = np.asarray(a)
-        if not np.all(np.isfinite(arr)):
-            bad = int(np.sum(~np.isfinite(arr)))
-            raise ValueError(
-                f"GaussianMixture: `{name}` contains {bad} NaN or infinite value(s); "
-                "every parameter must be finite"
-            )
+def checked(fn, *, jit: bool = True):
+    """Run ``fn`` with every `GaussianMixture` value check active, also on traced values.
+
+    Inside ``jit`` NumPyro checks concrete parameters only. ``checked(fn)`` traces ``fn``
+    with each check of a mixture built inside it emitted through
+    ``jax.experimental.checkify`` (weights on the simplex, finite parameters, positive
+    definite covariances, lower-triangular ``scale_tril``), and raises the check's
+    ``ValueError`` after the call. Pass the plain function (not an already jitted one,
+    whose cached trace would hold no checks).
+
+    Args:
+      fn: a function that builds mixtures from its arguments.
+      jit: compile the checked function with ``jax.jit`` (default).
+
+    Returns:
+      A function with ``fn``'s signature that returns ``fn``'s output or raises
+      ``ValueError`` naming the first failed check.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gmmjax import GaussianMixture
+      >>> from gmmjax.mixture import checked
+      >>> def f(s):
+      ...     return GaussianMixture(jnp.ones(2) / 2, jnp.zeros(2), scale=s).log_prob(0.0)
+      >>> f = checked(f)
+      >>> f(jnp.array([-1.0, 1.0]))
+      Traceback (most recent call last):
+      ...
+      ValueError: GaussianMixture: `scale` is not positive definite ...
+    """
+
+    def traced(*args, **kwargs):
+        with _checkify_enabled():
+            return fn(*args, **kwargs)
+
+    cf = checkify.checkify(traced, errors=checkify.user_checks)
+    if jit:
+        cf = jax.jit(cf)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        err, out = cf(*args, **kwargs)
+        msg = err.get()
+        if msg is not None:
+            raise ValueError(msg.split(" (`check` failed)")[0].strip())
+        return out
+
+    return run
+
+
+def _not_pd(name: str, covariance_type: str) -> str:
+    return (
+        f"GaussianMixture: `{name}` is not positive definite "
+        f"(covariance_type={covariance_type!r}); every component covariance must be "
+        "symmetric positive definite: add a small multiple of the identity "
+        "(as reg_covar does) or check the input"
+    )
 
 
 def _weights_tolerance(dtype) -> float:
@@ -45,186 +109,161 @@ def _weights_tolerance(dtype) -> float:
     return 1e-8 if dtype == jnp.float64 else 1e-4
 
 
-def _check_simplex(weights) -> None:
-    if not is_concrete(weights):
-        return
-    w = np.asarray(weights)
-    if np.any(w < 0):
-        raise ValueError(
-            f"GaussianMixture: weights must be nonnegative, got min {w.min():.3g}; "
-            "pass probabilities, or unnormalized log-weights as logits="
-        )
+def _upper_max(a):
+    return np.abs(np.triu(a, 1)).max()
+
+
+def _worst_sum(w):
     s = w.sum(-1)
-    tol = _weights_tolerance(w.dtype)
-    if np.any(np.abs(s - 1.0) > tol):
-        worst = s.flat[int(np.argmax(np.abs(s - 1.0)))]
-        raise ValueError(
-            f"GaussianMixture: weights must sum to 1 over the last axis (tolerance {tol:g}), "
-            f"got a sum of {worst:.8g}; normalize them with w / w.sum(-1, keepdims=True) "
-            "or pass logits= instead"
-        )
+    return s.flat[int(np.argmax(np.abs(s - 1.0)))]
 
 
-def _expected_cov_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
-    return {
-        "full": (k, d, d),
-        "tied": (d, d),
-        "diag": (k, d),
-        "spherical": (k,),
-        "univariate": (k,),
-    }[covariance_type]
-
-
-def _not_pd(name: str, covariance_type: str) -> ValueError:
-    return ValueError(
-        f"GaussianMixture: `{name}` is not positive definite "
-        f"(covariance_type={covariance_type!r}); every component covariance must be "
-        "symmetric positive definite: add a small multiple of the identity "
-        "(as reg_covar does) or check the input"
-    )
-
-
-def _check_symmetric(name: str, m) -> None:
-    if not is_concrete(m):
-        return
-    a = np.asarray(m)
-    scale = max(float(np.max(np.abs(a))), 1e-30)
-    tol = 1e-5 if a.dtype == np.float32 else 1e-10
-    if np.max(np.abs(a - np.swapaxes(a, -1, -2))) > tol * scale:
-        raise ValueError(
-            f"GaussianMixture: `{name}` is not symmetric; pass (C + C.T) / 2 or a Cholesky "
-            "factor as scale_tril="
-        )
-
-
-def _scale_from(covariance_type, covariance_matrix, precision_matrix, scale_tril, scale):
-    """Convert the one given covariance argument to the stored factor."""
-    dense = covariance_type in ("full", "tied")
-    if covariance_matrix is not None:
-        c = _float(covariance_matrix)
-        _check_finite("covariance_matrix", c)
-        if dense:
-            _check_symmetric("covariance_matrix", c)
-            return "covariance_matrix", jnp.linalg.cholesky(c)
-        if is_concrete(c) and np.any(np.asarray(c) <= 0):
-            raise _not_pd("covariance_matrix", covariance_type)
-        return "covariance_matrix", jnp.sqrt(c)
-    if precision_matrix is not None:
-        c = _float(precision_matrix)
-        _check_finite("precision_matrix", c)
-        if dense:
-            _check_symmetric("precision_matrix", c)
-            return "precision_matrix", scale_tril_from_precision(c)
-        if is_concrete(c) and np.any(np.asarray(c) <= 0):
-            raise _not_pd("precision_matrix", covariance_type)
-        return "precision_matrix", jax.lax.rsqrt(c)
-    name = "scale_tril" if scale_tril is not None else "scale"
-    s = _float(scale_tril if scale_tril is not None else scale)
-    _check_finite(name, s)
-    if dense:
-        if name == "scale":
-            raise TypeError(
-                f"scale= is for diag, spherical and univariate mixtures; for "
-                f"covariance_type={covariance_type!r} pass scale_tril= (a lower Cholesky factor)"
+def _checks(raw: dict, covariance_type: str):
+    """``[(ok, message, detail)]``: ``ok`` a boolean array, ``detail`` a host-side
+    function of the concrete inputs that adds numbers to the message (or ``None``)."""
+    out = []
+    for name, a in raw.items():
+        if name == "logits":
+            out.append(
+                (
+                    ~jnp.isnan(a) & (a < jnp.inf),
+                    "GaussianMixture: `logits` contains NaN or +inf; logits must be "
+                    "real (-inf marks a dead component)",
+                    None,
+                )
             )
-        return name, jnp.tril(s)
-    return name, s
-
-
-def check_mixture_params(
-    *,
-    weights,
-    logits,
-    locs,
-    covariance_matrix,
-    precision_matrix,
-    scale_tril,
-    scale,
-    covariance_type,
-):
-    """Validate and normalize the arguments of `GaussianMixture`.
-
-    Returns:
-      ``(logits, locs, scale_param, covariance_type)`` with normalized logits and
-      every array broadcast to the common batch shape.
-    """
-    if (weights is None) == (logits is None):
-        raise TypeError("GaussianMixture: pass exactly one of weights or logits=")
-    if locs is None:
-        raise TypeError("GaussianMixture: locs is required, shape (..., K, D) or (..., K)")
-    given = [
-        n
-        for n, v in [
-            ("covariance_matrix", covariance_matrix),
-            ("precision_matrix", precision_matrix),
-            ("scale_tril", scale_tril),
-            ("scale", scale),
-        ]
-        if v is not None
-    ]
-    if len(given) != 1:
-        raise TypeError(
-            "GaussianMixture: pass exactly one of covariance_matrix=, precision_matrix=, "
-            f"scale_tril= or scale=; got {given or 'none'}"
+            out.append(
+                (
+                    jnp.max(a, axis=-1) > -jnp.inf,
+                    "GaussianMixture: every logit is -inf; at least one component "
+                    "must have positive weight",
+                    None,
+                )
+            )
+        else:
+            out.append(
+                (
+                    jnp.isfinite(a),
+                    f"GaussianMixture: `{name}` contains NaN or infinite values; "
+                    "every parameter must be finite",
+                    lambda r, n=name: (
+                        f"GaussianMixture: `{n}` contains {int(np.sum(~np.isfinite(r[n])))} "
+                        "NaN or infinite value(s); every parameter must be finite"
+                    ),
+                )
+            )
+    if "weights" in raw:
+        w = raw["weights"]
+        tol = _weights_tolerance(w.dtype)
+        out.append(
+            (
+                w >= 0,
+                "GaussianMixture: weights must be nonnegative; pass probabilities, "
+                "or unnormalized log-weights as logits=",
+                lambda r: (
+                    f"GaussianMixture: weights must be nonnegative, got min "
+                    f"{r['weights'].min():.3g}; pass probabilities, or unnormalized "
+                    "log-weights as logits="
+                ),
+            )
         )
-    locs = _float(locs)
-    _check_finite("locs", locs)
-    if weights is not None:
-        w = _float(weights)
-        _check_finite("weights", w)
-        _check_simplex(w)
-        logits = jnp.log(w)
+        out.append(
+            (
+                jnp.abs(jnp.sum(w, -1) - 1.0) <= tol,
+                f"GaussianMixture: weights must sum to 1 over the last axis (tolerance "
+                f"{tol:g}); normalize them with w / w.sum(-1, keepdims=True) or pass "
+                "logits= instead",
+                lambda r: (
+                    f"GaussianMixture: weights must sum to 1 over the last axis "
+                    f"(tolerance {tol:g}), got a sum of {_worst_sum(r['weights']):.8g}; "
+                    "normalize them with w / w.sum(-1, keepdims=True) or pass "
+                    "logits= instead"
+                ),
+            )
+        )
+    name = next(n for n in raw if n not in ("weights", "logits", "locs"))
+    c = raw[name]
+    if covariance_type in ("full", "tied"):
+        if name == "scale_tril":
+            upper = jnp.abs(jnp.triu(c, 1))
+            out.append(
+                (
+                    upper == 0,
+                    "GaussianMixture: `scale_tril` must be lower triangular but its "
+                    "strict upper triangle has nonzero entries; pass jnp.tril(L) to drop "
+                    "them, or the matrix itself as covariance_matrix=",
+                    lambda r: (
+                        "GaussianMixture: `scale_tril` must be lower triangular "
+                        "but its strict upper triangle has nonzero entries "
+                        f"(largest |L_ij| = {_upper_max(r['scale_tril']):.3g}); "
+                        "pass jnp.tril(L) to drop them, or the matrix itself as "
+                        "covariance_matrix="
+                    ),
+                )
+            )
+            diag = jnp.diagonal(c, axis1=-2, axis2=-1)
+            out.append((diag > 0, _not_pd(name, covariance_type), None))
+        else:
+            scale = jnp.maximum(jnp.max(jnp.abs(c), axis=(-1, -2), keepdims=True), 1e-30)
+            tol = 1e-10 if c.dtype == jnp.float64 else 1e-5
+            asym = jnp.abs(c - jnp.swapaxes(c, -1, -2)) <= tol * scale
+            out.append(
+                (
+                    asym,
+                    f"GaussianMixture: `{name}` is not symmetric; pass (C + C.T) / 2 or "
+                    "a Cholesky factor as scale_tril=",
+                    None,
+                )
+            )
+            chol = jnp.linalg.cholesky(jnp.where(asym, c, jnp.eye(c.shape[-1], dtype=c.dtype)))
+            diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
+            out.append((jnp.isfinite(diag) & (diag > 0), _not_pd(name, covariance_type), None))
     else:
-        logits = _float(logits)
-        _check_finite("logits", logits)
-        logits = jax.nn.log_softmax(logits, axis=-1)
-    if logits.ndim == 0:
-        raise ValueError("GaussianMixture: weights must have shape (..., K), got a scalar")
-    k = logits.shape[-1]
-    if covariance_type is None:
-        covariance_type = "univariate" if locs.ndim == logits.ndim else "full"
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"GaussianMixture: covariance_type must be one of {COVARIANCE_TYPES}, "
-            f"got {covariance_type!r}"
-        )
-    univariate = covariance_type == "univariate"
-    ev = 0 if univariate else 1
-    if locs.ndim < 1 + ev or locs.shape[locs.ndim - 1 - ev] != k:
-        want = "(..., K)" if univariate else "(..., K, D)"
-        raise ValueError(
-            f"GaussianMixture: locs must have shape {want} with K={k} components "
-            f"(from the weights), got {locs.shape}"
-        )
-    d = 1 if univariate else locs.shape[-1]
-    name, scale_param = _scale_from(
-        covariance_type, covariance_matrix, precision_matrix, scale_tril, scale
-    )
-    nsp = SCALE_NDIM[covariance_type]
-    want = _expected_cov_shape(covariance_type, k, d)
-    if scale_param.ndim < nsp or scale_param.shape[scale_param.ndim - nsp :] != want:
-        raise ValueError(
-            f"GaussianMixture: `{name}` must have shape (...,) + {want} for "
-            f"covariance_type={covariance_type!r} with K={k}, D={d}; got {scale_param.shape}"
-        )
-    if is_concrete(scale_param):
-        sp = np.asarray(scale_param)
-        diag = np.diagonal(sp, axis1=-2, axis2=-1) if covariance_type in ("full", "tied") else sp
-        if not np.all(np.isfinite(sp)) or np.any(diag <= 0):
-            raise _not_pd(name, covariance_type)
-    try:
-        batch = jnp.broadcast_shapes(
-            logits.shape[:-1],
-            locs.shape[: locs.ndim - 1 - ev],
-            scale_param.shape[: scale_param.ndim - nsp],
-        )
-    except ValueError:
-        raise ValueError(
-            "GaussianMixture: the batch shapes of weights "
-            f"{logits.shape[:-1]}, locs {locs.shape[: locs.ndim - 1 - ev]} and "
-            f"{name} {scale_param.shape[: scale_param.ndim - nsp]} do not broadcast"
-        ) from None
-    logits = jnp.broadcast_to(logits, batch + (k,))
-    locs = jnp.broadcast_to(locs, batch + locs.shape[locs.ndim - 1 - ev :])
-    scale_param = jnp.broadcast_to(scale_param, batch + want)
-    return logits, locs, scale_param, covariance_type
+        out.append((c > 0, _not_pd(name, covariance_type), None))
+    return out
+
+
+def _is_tracer(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def validate(raw: dict, covariance_type: str) -> None:
+    """Raise the first failed check among those with concrete inputs; emit the checks on
+    traced inputs through checkify while :func:`checked` is active."""
+    with jax.ensure_compile_time_eval():
+        for ok, msg, detail in _checks(raw, covariance_type):
+            if _is_tracer(ok):
+                if checkify_mode():
+                    checkify.check(jnp.all(ok), msg)
+                continue
+            if not np.all(np.asarray(ok)):
+                if detail is not None:
+                    msg = detail({n: np.asarray(v) for n, v in raw.items()})
+                raise ValueError(msg)
+
+
+def leaf_checks(logits, locs, scale_param, covariance_type: str, *, strict: bool) -> None:
+    """Checks of the stored parameters (``Distribution.validate_args``)."""
+    sp = scale_param
+    if covariance_type in ("full", "tied"):
+        sp = jnp.diagonal(scale_param, axis1=-2, axis2=-1)
+    checks = [
+        (
+            ~jnp.isnan(logits)
+            & (logits < jnp.inf)
+            & (jnp.max(logits, -1, keepdims=True) > -jnp.inf),
+            "GaussianMixture: invalid logits (NaN, +inf, or all -inf)",
+        ),
+        (jnp.isfinite(locs), "GaussianMixture: `locs` contains NaN or infinite values"),
+        (jnp.isfinite(sp) & (sp > 0), _not_pd("scale_param", covariance_type)),
+    ]
+    with jax.ensure_compile_time_eval():
+        for ok, msg in checks:
+            if _is_tracer(ok):
+                if checkify_mode():
+                    checkify.check(jnp.all(ok), msg)
+                elif strict:
+                    raise RuntimeError("Cannot validate arguments inside jitted code.")
+                continue
+            if not np.all(np.asarray(ok)):
+                raise ValueError(msg)

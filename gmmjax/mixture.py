@@ -1,7 +1,8 @@
 """`GaussianMixture`: a finite Gaussian mixture as a NumPyro distribution.
 
-The mixture stores normalized log-weights (``logits``), component means
-(``locs``) and one Cholesky-type factor per covariance type (``scale_param``):
+The mixture stores three leaves, `MixtureParams`: normalized log-weights
+(``logits``), component means (``locs``) and one Cholesky-type factor per covariance
+type (``scale_param``):
 
 =============  =========================  ==============================
 type           ``scale_param`` shape      meaning
@@ -18,23 +19,57 @@ Every log-density goes through :func:`gmmjax.gaussian.log_gaussian_kernel`.
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import log_ndtr, logsumexp
+from jax.scipy.special import logsumexp
 from numpyro.distributions import Distribution, constraints
+from numpyro.distributions.batch_util import promote_batch_shape, vmap_over
+from numpyro.distributions.util import validate_sample
 
-from gmmjax._validate import SCALE_NDIM, check_mixture_params
+from gmmjax import _params
+from gmmjax._moments import MomentsMixin, mixture_repr
+from gmmjax._params import SCALE_NDIM
+from gmmjax._validate import checked, checkify_mode, leaf_checks, validate
 from gmmjax.gaussian import COVARIANCE_TYPES, log_gaussian_kernel, precision_cholesky
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "MixtureParams", "checked"]
 
 
-class GaussianMixture(Distribution):
+class MixtureParams(NamedTuple):
+    """The stored parameters of a `GaussianMixture`: what ``jax.grad`` differentiates.
+
+    Differentiate a function of ``MixtureParams`` (not of a mixture) to get gradients
+    with unambiguous names; rebuild with ``p.with_params(params)``.
+
+    Attributes:
+      logits: ``(..., K)`` normalized log-weights (``-inf`` for a dead component).
+      locs: ``(..., K, D)`` means (``(..., K)`` for a univariate mixture).
+      scale_param: the covariance factor of the type (module table): lower Cholesky
+        factors ``(..., K, D, D)`` (full) or ``(..., D, D)`` (tied), standard
+        deviations ``(..., K, D)`` (diag) or ``(..., K)`` (spherical, univariate).
+    """
+
+    logits: jax.Array
+    locs: jax.Array
+    scale_param: jax.Array
+
+
+class _ArgConstraints(dict):
+    """``arg_constraints``: on an instance, those of its covariance type; on the class,
+    those of the default ``"full"`` type (see `GaussianMixture.arg_constraints_for`)."""
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else _params.arg_constraints_for(obj.covariance_type)
+
+
+class GaussianMixture(MomentsMixin, Distribution):
     """A mixture ``p(x) = Σ_k w_k N(x; μ_k, Σ_k)`` with one of five covariance types.
 
-    The component covariances can be given in one of four ways (exactly one):
+    The component covariances are given in one of four ways (exactly one):
     ``covariance_matrix``, ``precision_matrix``, ``scale_tril`` or ``scale``. Their
     shape follows ``covariance_type``, as scikit-learn's ``covariances_`` do:
 
@@ -47,9 +82,17 @@ class GaussianMixture(Distribution):
     * ``"univariate"``: ``(..., K)``, for scalar events; chosen automatically when
       ``locs`` has the same number of dimensions as ``weights``.
 
+    Zero weights are allowed (a dead component: never sampled, no mass in
+    ``log_prob``). ``arg_constraints`` is keyed by these arguments with their true
+    event dimensions (the ``K`` axis included), so NumPyro's ``infer_shapes``,
+    ``scan``, ``vmap_over`` and ``expand`` work. Attributes named like arguments
+    (``covariance_matrix``, ``precision_matrix``, ``scale_tril``, ``scale``) describe the
+    mixture as a whole (its first two moments); component parameters are the
+    ``component_*`` properties and `params`.
+
     Args:
       weights: ``(..., K)`` mixture weights on the simplex. Or pass ``logits=``
-        (unnormalized log-weights) instead.
+        (unnormalized log-weights; ``-inf`` marks a dead component) instead.
       locs: ``(..., K, D)`` component means, or ``(..., K)`` for a 1-D mixture.
       covariance_matrix: component covariances (shapes above).
       logits: ``(..., K)`` unnormalized log-weights, instead of ``weights``.
@@ -58,12 +101,14 @@ class GaussianMixture(Distribution):
       scale: standard deviations (``diag``, ``spherical``, ``univariate``).
       covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``,
         ``"univariate"``; inferred when omitted.
-      validate_args: NumPyro's flag. The parameter checks below always run when
-        the arguments are concrete (outside ``jit``), whatever this flag says.
+      validate_args: NumPyro's flag. Shape checks always run. Value checks (simplex,
+        positive definiteness, finiteness, a lower-triangular ``scale_tril``) run when
+        validation is on (NumPyro's default) on concrete values, including constants
+        inside ``jit``; traced values are checked under :func:`checked`.
 
     Raises:
-      ValueError: weights off the simplex, shapes that disagree, a covariance that
-        is not positive definite, NaN or inf parameters.
+      ValueError: shapes that disagree; with validation on, weights off the simplex,
+        a covariance that is not positive definite, NaN or inf parameters.
       TypeError: no covariance or several covariances given.
 
     Example:
@@ -81,14 +126,17 @@ class GaussianMixture(Distribution):
       (4,)
     """
 
-    arg_constraints = {
-        "logits": constraints.real_vector,
-        "locs": constraints.real,
-        "scale_param": constraints.real,
-    }
+    arg_constraints = _ArgConstraints(_params.arg_constraints_for("full"))
     pytree_data_fields = ("logits", "locs", "scale_param")
     pytree_aux_fields = ("covariance_type",)
-    reparametrized_params = ["locs", "scale_param"]
+    # the draw is pathwise in these; the component choice is discrete, so (as for
+    # NumPyro's MixtureSameFamily) has_rsample is False
+    reparametrized_params = ["locs", "covariance_matrix", "precision_matrix", "scale_tril", "scale"]
+
+    def __init_subclass__(cls, **kwargs):
+        # a subclass that fixes its own arg_constraints must not turn them into leaves
+        cls.pytree_data_fields = cls.__dict__.get("pytree_data_fields", ())
+        super().__init_subclass__(**kwargs)
 
     def __init__(
         self,
@@ -103,28 +151,36 @@ class GaussianMixture(Distribution):
         covariance_type: str | None = None,
         validate_args=None,
     ):
-        logits, locs, scale_param, covariance_type = check_mixture_params(
-            weights=weights,
-            logits=logits,
-            locs=locs,
+        cov_args = dict(
             covariance_matrix=covariance_matrix,
             precision_matrix=precision_matrix,
             scale_tril=scale_tril,
             scale=scale,
+        )
+        logits, locs, scale_param, covariance_type, raw = _params.convert(
+            weights=weights,
+            logits=logits,
+            locs=locs,
+            cov_args=cov_args,
             covariance_type=covariance_type,
         )
-        self.logits = logits
-        self.locs = locs
-        self.scale_param = scale_param
+        flag = type(self)._validate_args if validate_args is None else validate_args
+        if flag or checkify_mode():
+            validate(raw, covariance_type)
+        self.logits, self.locs, self.scale_param = logits, locs, scale_param
         self.covariance_type = covariance_type
         event_shape = () if covariance_type == "univariate" else (locs.shape[-1],)
-        super().__init__(
-            batch_shape=logits.shape[:-1], event_shape=event_shape, validate_args=validate_args
-        )
+        super().__init__(logits.shape[:-1], event_shape, validate_args=False)
+        self._validate_args = bool(flag)
 
     @classmethod
-    def from_params(cls, logits, locs, scale_param, covariance_type: str) -> "GaussianMixture":
-        """Build from the stored parametrization without checks (safe inside ``jit``).
+    def from_params(
+        cls, logits, locs, scale_param, covariance_type: str, *, validate_args=None
+    ) -> GaussianMixture:
+        """Build from the stored parametrization (`MixtureParams`), safe inside ``jit``.
+
+        No value checks run (except under :func:`checked`); ``validate_args`` sets
+        NumPyro's out-of-support warning of ``log_prob``.
 
         Args:
           logits: ``(..., K)`` log-weights; they are normalized here.
@@ -134,39 +190,114 @@ class GaussianMixture(Distribution):
 
         Returns:
           The mixture, with all parameters broadcast to one batch shape.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> p = GaussianMixture.from_params(jnp.zeros(2), jnp.array([-1.0, 1.0]),
+          ...                                 jnp.ones(2), "univariate")
+          >>> p.weights.tolist()
+          [0.5, 0.5]
         """
         if covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
             )
         logits = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
-        locs = jnp.asarray(locs)
-        scale_param = jnp.asarray(scale_param)
+        locs, scale_param = jnp.asarray(locs), jnp.asarray(scale_param)
         univariate = covariance_type == "univariate"
-        ev = 0 if univariate else 1
-        nsp = SCALE_NDIM[covariance_type]
+        ev, nsp = (0 if univariate else 1), SCALE_NDIM[covariance_type]
         batch = jnp.broadcast_shapes(
             logits.shape[:-1],
             locs.shape[: locs.ndim - 1 - ev],
             scale_param.shape[: scale_param.ndim - nsp],
         )
-        d = 1 if univariate else locs.shape[-1]
-        k = logits.shape[-1]
+        if checkify_mode():
+            leaf_checks(logits, locs, scale_param, covariance_type, strict=False)
         self = cls.__new__(cls)
-        self.logits = jnp.broadcast_to(logits, batch + (k,))
+        self.logits = jnp.broadcast_to(logits, batch + logits.shape[-1:])
         self.locs = jnp.broadcast_to(locs, batch + locs.shape[locs.ndim - 1 - ev :])
         self.scale_param = jnp.broadcast_to(
             scale_param, batch + scale_param.shape[scale_param.ndim - nsp :]
         )
         self.covariance_type = covariance_type
-        Distribution.__init__(self, batch_shape=batch, event_shape=() if univariate else (d,))
+        event = () if univariate else locs.shape[-1:]
+        Distribution.__init__(self, batch, event, validate_args=False)
+        self._validate_args = bool(
+            type(self)._validate_args if validate_args is None else validate_args
+        )
         return self
+
+    # ------------------------------------------------------- the NumPyro contract
+    @classmethod
+    def arg_constraints_for(cls, covariance_type: str) -> dict:
+        """``arg_constraints`` of a mixture of this covariance type (keyed by argument)."""
+        return _params.arg_constraints_for(covariance_type)
+
+    @classmethod
+    def infer_shapes(cls, *args, covariance_type: str | None = None, **kwargs):
+        """``(batch_shape, event_shape)`` from the shapes of the constructor's arguments.
+
+        Example:
+          >>> GaussianMixture.infer_shapes((3,), (3,), (3,))
+          ((), ())
+          >>> GaussianMixture.infer_shapes((5, 3), (5, 3, 2), (3, 2, 2))
+          ((5,), (2,))
+        """
+        if len(args) > len(_params.POSITIONAL):
+            raise TypeError("GaussianMixture.infer_shapes takes at most 3 positional shapes")
+        kwargs.update(zip(_params.POSITIONAL, args, strict=False))
+        own = cls.arg_constraints  # a subclass may fix its covariance type's constraints
+        fixed = None if covariance_type or isinstance(own, _ArgConstraints) else own
+        return _params.infer_shapes(kwargs, covariance_type, fixed)
+
+    def get_args(self) -> dict:
+        """The parameters by constructor argument name, in the constructor's layout."""
+        cov = "scale_tril" if self.covariance_type in ("full", "tied") else "scale"
+        return {"logits": self.logits, "locs": self.locs, cov: self.scale_param}
+
+    def validate_args(self, strict: bool = True) -> None:
+        """Check the stored parameters (NumPyro's contract: under ``jit`` with
+        ``strict``, ``RuntimeError``)."""
+        leaf_checks(self.logits, self.locs, self.scale_param, self.covariance_type, strict=strict)
+
+    @property
+    def has_rsample(self) -> bool:
+        return False
+
+    @property
+    def params(self) -> MixtureParams:
+        """``MixtureParams(logits, locs, scale_param)``: the leaves, by name."""
+        return MixtureParams(self.logits, self.locs, self.scale_param)
+
+    def with_params(self, params: MixtureParams) -> GaussianMixture:
+        """The mixture of the same covariance type with these `MixtureParams`."""
+        return type(self).from_params(*params, self.covariance_type)
 
     # ----------------------------------------------------------------- shapes
     @property
+    def _ev(self) -> int:
+        return 0 if self.covariance_type == "univariate" else 1
+
+    @property
     def batch_shape(self) -> tuple[int, ...]:
-        # derived from the leaves so that a mixture stays correct under vmap
-        return tuple(self.logits.shape[:-1])
+        # derived from the leaves so that a mixture stays correct under vmap and scan
+        nsp, ev = SCALE_NDIM[self.covariance_type], self._ev
+        lg, lc, sp = self.logits, self.locs, self.scale_param
+        return tuple(
+            jnp.broadcast_shapes(
+                lg.shape[:-1], lc.shape[: lc.ndim - 1 - ev], sp.shape[: sp.ndim - nsp]
+            )
+        )
+
+    def _full_leaves(self):
+        """The leaves broadcast to ``batch_shape`` (they may differ after ``vmap_over``)."""
+        b, nsp, ev = self.batch_shape, SCALE_NDIM[self.covariance_type], self._ev
+        lg, lc, sp = self.logits, self.locs, self.scale_param
+        return (
+            jnp.broadcast_to(lg, b + lg.shape[-1:]),
+            jnp.broadcast_to(lc, b + lc.shape[lc.ndim - 1 - ev :]),
+            jnp.broadcast_to(sp, b + sp.shape[sp.ndim - nsp :]),
+        )
 
     @property
     def support(self):
@@ -182,10 +313,9 @@ class GaussianMixture(Distribution):
         """The event dimension ``D`` (1 for a univariate mixture)."""
         return 1 if self.covariance_type == "univariate" else self.locs.shape[-1]
 
-    # -------------------------------------------------------------- parameters
     @property
     def weights(self) -> jax.Array:
-        """``(..., K)`` mixture weights."""
+        """``(..., K)`` mixture weights (on a gradient pytree: meaningless, read `params`)."""
         return jnp.exp(self.logits)
 
     @property
@@ -195,72 +325,33 @@ class GaussianMixture(Distribution):
             return precision_cholesky(self.scale_param)
         return 1.0 / self.scale_param
 
-    @property
-    def component_scale_tril(self) -> jax.Array:
-        """``(..., K, D, D)`` dense lower Cholesky factors (``(..., K)`` std devs in 1-D)."""
-        t, s, k = self.covariance_type, self.scale_param, self.n_components
-        if t == "full" or t == "univariate":
-            return s
-        if t == "tied":
-            return jnp.broadcast_to(s[..., None, :, :], s.shape[:-2] + (k,) + s.shape[-2:])
-        if t == "diag":
-            return s[..., :, None] * jnp.eye(self.dim, dtype=s.dtype)
-        return s[..., None, None] * jnp.eye(self.dim, dtype=s.dtype)
-
-    @property
-    def component_covariance_matrix(self) -> jax.Array:
-        """``(..., K, D, D)`` component covariances (``(..., K)`` variances in 1-D)."""
-        if self.covariance_type == "univariate":
-            return self.scale_param**2
-        lt = self.component_scale_tril
-        return lt @ jnp.swapaxes(lt, -1, -2)
-
-    @property
-    def component_variances(self) -> jax.Array:
-        """``(..., K, D)`` diagonal of each component covariance (``(..., K)`` in 1-D)."""
-        t, s = self.covariance_type, self.scale_param
-        if t == "univariate":
-            return s**2
-        if t == "full":
-            return jnp.sum(s**2, axis=-1)
-        if t == "tied":
-            v = jnp.sum(s**2, axis=-1)
-            return jnp.broadcast_to(v[..., None, :], s.shape[:-2] + (self.n_components, self.dim))
-        if t == "diag":
-            return s**2
-        return jnp.broadcast_to((s**2)[..., None], s.shape + (self.dim,))
-
     # ------------------------------------------------------------ the kernel
     def _kernel_batched(self, x: jax.Array) -> jax.Array:
         """``(B..., N, D)`` points → ``(B..., N, K)`` component log-densities."""
-        prec = self.precisions_cholesky
-        t = self.covariance_type
-        batch = self.batch_shape
+        t, batch = self.covariance_type, self.batch_shape
+        _, locs, sp = self._full_leaves()
+        prec = precision_cholesky(sp) if t in ("full", "tied") else 1.0 / sp
         if not batch:
-            return log_gaussian_kernel(x, self.locs, prec, t)
-        nb = math.prod(batch)
+            return log_gaussian_kernel(x, locs, prec, t)
+        nb, ev, nsp = math.prod(batch), self._ev, SCALE_NDIM[t]
         flat = lambda a, nd: a.reshape((nb,) + a.shape[a.ndim - nd :])  # noqa: E731
-        ev = 0 if t == "univariate" else 1
-        nsp = SCALE_NDIM[t]
         out = jax.vmap(lambda xx, m, p: log_gaussian_kernel(xx, m, p, t))(
-            flat(x, 1 + ev), flat(self.locs, 1 + ev), flat(prec, nsp)
+            flat(x, 1 + ev), flat(locs, 1 + ev), flat(prec, nsp)
         )
         return out.reshape(batch + out.shape[1:])
 
     def _to_batch_major(self, x) -> tuple[jax.Array, tuple[int, ...]]:
         x = jnp.asarray(x)
         ev = self.event_shape
-        if ev:
-            if x.ndim == 0 or x.shape[-1] != ev[0]:
-                got = x.shape[-1] if x.ndim else "a scalar"
-                raise ValueError(
-                    f"x has last dimension {got} but the mixture is {ev[0]}-dimensional; "
-                    f"pass points of shape (..., {ev[0]})"
-                )
+        if ev and (x.ndim == 0 or x.shape[-1] != ev[0]):
+            got = x.shape[-1] if x.ndim else "a scalar"
+            raise ValueError(
+                f"x has last dimension {got} but the mixture is {ev[0]}-dimensional; "
+                f"pass points of shape (..., {ev[0]})"
+            )
         batch = self.batch_shape
-        x_batch = x.shape[: x.ndim - len(ev)]
         try:
-            full = jnp.broadcast_shapes(x_batch, batch)
+            full = jnp.broadcast_shapes(x.shape[: x.ndim - len(ev)], batch)
         except ValueError:
             raise ValueError(
                 f"x of shape {x.shape} does not broadcast against the batch shape {batch} "
@@ -271,22 +362,15 @@ class GaussianMixture(Distribution):
         return jnp.moveaxis(x, 0, len(batch)), sample_shape
 
     def _from_batch_major(self, out: jax.Array, sample_shape) -> jax.Array:
-        nb = len(self.batch_shape)
-        out = jnp.moveaxis(out, nb, 0)
+        out = jnp.moveaxis(out, len(self.batch_shape), 0)
         return out.reshape(tuple(sample_shape) + out.shape[1:])
 
     def component_log_probs(self, x) -> jax.Array:
-        """``log N(x; μ_k, Σ_k)`` for every component.
-
-        Args:
-          x: ``sample_shape + batch_shape + event_shape`` (broadcastable).
-
-        Returns:
-          ``sample_shape + batch_shape + (K,)``.
-        """
+        """``log N(x; μ_k, Σ_k)`` for every component: ``sample + batch + (K,)``."""
         xb, sample_shape = self._to_batch_major(x)
         return self._from_batch_major(self._kernel_batched(xb), sample_shape)
 
+    @validate_sample
     def log_prob(self, value) -> jax.Array:
         """``log p(x) = logsumexp_k (log w_k + log N(x; μ_k, Σ_k))``.
 
@@ -294,131 +378,68 @@ class GaussianMixture(Distribution):
           value: ``sample_shape + batch_shape + event_shape`` (broadcastable).
 
         Returns:
-          ``sample_shape + batch_shape`` log-densities.
+          ``sample_shape + batch_shape`` log-densities (``-inf`` with NumPyro's
+          out-of-support warning for NaN or inf values when validating).
         """
         xb, sample_shape = self._to_batch_major(value)
-        comp = self._kernel_batched(xb)
-        lp = logsumexp(comp + self.logits[..., None, :], axis=-1)
-        return self._from_batch_major(lp, sample_shape)
+        comp = self._kernel_batched(xb) + self._full_leaves()[0][..., None, :]
+        return self._from_batch_major(logsumexp(comp, axis=-1), sample_shape)
 
     def responsibilities(self, x) -> jax.Array:
         """Posterior component probabilities ``p(k | x)``: ``sample + batch + (K,)``."""
         xb, sample_shape = self._to_batch_major(x)
-        comp = self._kernel_batched(xb) + self.logits[..., None, :]
+        comp = self._kernel_batched(xb) + self._full_leaves()[0][..., None, :]
         return self._from_batch_major(jax.nn.softmax(comp, axis=-1), sample_shape)
 
-    # --------------------------------------------------------------- sampling
-    def _sample_one(self, key, n: int, logits, locs, scale_param):
-        k1, k2 = jax.random.split(key)
-        c = jax.random.categorical(k1, logits, shape=(n,))
-        t = self.covariance_type
-        if t == "univariate":
-            z = jax.random.normal(k2, (n,), dtype=locs.dtype)
-            return locs[c] + scale_param[c] * z
-        z = jax.random.normal(k2, (n, locs.shape[-1]), dtype=locs.dtype)
-        if t == "full":
-            return locs[c] + jnp.einsum("nde,ne->nd", scale_param[c], z)
-        if t == "tied":
-            return locs[c] + z @ scale_param.T
-        if t == "diag":
-            return locs[c] + scale_param[c] * z
-        return locs[c] + scale_param[c][:, None] * z
-
-    def sample(self, key, sample_shape=()) -> jax.Array:
-        """Ancestral samples, pathwise in ``locs`` and the scales.
-
-        Args:
-          key: a JAX PRNG key.
-          sample_shape: leading shape of the draw.
-
-        Returns:
-          ``sample_shape + batch_shape + event_shape``.
-        """
-        sample_shape = tuple(sample_shape)
-        n = math.prod(sample_shape)
-        batch = self.batch_shape
-        if not batch:
-            x = self._sample_one(key, n, self.logits, self.locs, self.scale_param)
-            return x.reshape(sample_shape + self.event_shape)
-        nb = math.prod(batch)
-        t = self.covariance_type
-        ev = 0 if t == "univariate" else 1
-        nsp = SCALE_NDIM[t]
-        keys = jax.random.split(key, nb)
-        x = jax.vmap(lambda kk, lg, m, s: self._sample_one(kk, n, lg, m, s))(
-            keys,
-            self.logits.reshape(nb, -1),
-            self.locs.reshape((nb,) + self.locs.shape[self.locs.ndim - 1 - ev :]),
-            self.scale_param.reshape((nb,) + self.scale_param.shape[self.scale_param.ndim - nsp :]),
-        )
-        x = jnp.moveaxis(x, 1, 0)  # (n, nb, ev)
-        return x.reshape(sample_shape + batch + self.event_shape)
-
-    # ---------------------------------------------------------------- moments
-    @property
-    def mean(self) -> jax.Array:
-        """``Σ_k w_k μ_k``: ``batch_shape + event_shape``."""
-        if self.covariance_type == "univariate":
-            return jnp.sum(self.weights * self.locs, axis=-1)
-        return jnp.einsum("...k,...kd->...d", self.weights, self.locs)
-
-    @property
-    def variance(self) -> jax.Array:
-        """Diagonal of the mixture covariance (law of total variance)."""
-        w = self.weights
-        if self.covariance_type == "univariate":
-            dev = self.locs - self.mean[..., None]
-            return jnp.sum(w * (self.component_variances + dev * dev), axis=-1)
-        dev = self.locs - self.mean[..., None, :]
-        return jnp.einsum("...k,...kd->...d", w, self.component_variances + dev * dev)
-
-    @property
-    def covariance_matrix(self) -> jax.Array:
-        """Mixture covariance ``Σ_k w_k (Σ_k + (μ_k - m)(μ_k - m)ᵀ)`` (the variance in 1-D)."""
-        if self.covariance_type == "univariate":
-            return self.variance
-        w = self.weights
-        dev = self.locs - self.mean[..., None, :]
-        within = jnp.einsum("...k,...kde->...de", w, self.component_covariance_matrix)
-        between = jnp.einsum("...k,...kd,...ke->...de", w, dev, dev)
-        return within + between
-
-    # --------------------------------------------------------------- 1-D only
-    def log_cdf(self, value) -> jax.Array:
-        """``log P(X ≤ x)`` of a univariate mixture, in log space (``log_ndtr``)."""
-        if self.covariance_type != "univariate":
-            raise ValueError(
-                "cdf is defined only for univariate mixtures (event_shape == ()); "
-                f"this mixture has event_shape {self.event_shape}"
-            )
-        x = jnp.asarray(value)[..., None]
-        z = (x - self.locs) / self.scale_param
-        return logsumexp(self.logits + log_ndtr(z), axis=-1)
-
-    def cdf(self, value) -> jax.Array:
-        """``P(X ≤ x) = Σ_k w_k Φ((x - μ_k)/σ_k)`` of a univariate mixture."""
-        return jnp.exp(self.log_cdf(value))
-
     # ---------------------------------------------------------------- batching
-    def expand(self, batch_shape) -> "GaussianMixture":
-        """A mixture with parameters broadcast to ``batch_shape`` (still a GaussianMixture)."""
-        batch_shape = tuple(batch_shape)
-        try:
-            jnp.broadcast_shapes(batch_shape, self.batch_shape)
-        except ValueError:
-            raise ValueError(
-                f"cannot expand batch shape {self.batch_shape} to {batch_shape}"
-            ) from None
-        lead = lambda a, nd: jnp.broadcast_to(a, batch_shape + a.shape[a.ndim - nd :])  # noqa: E731
-        t = self.covariance_type
-        ev = 0 if t == "univariate" else 1
-        nsp = SCALE_NDIM[t]
-        return GaussianMixture.from_params(
-            lead(self.logits, 1), lead(self.locs, 1 + ev), lead(self.scale_param, nsp), t
+    def expand(self, batch_shape) -> GaussianMixture:
+        """A mixture with parameters broadcast to ``batch_shape`` (still a GaussianMixture).
+
+        Raises:
+          ValueError: ``batch_shape`` does not extend the batch shape (NumPyro's
+            "Cannot broadcast distribution of shape ..." message).
+        """
+        batch_shape, old = tuple(batch_shape), self.batch_shape
+        bad = len(batch_shape) < len(old) or any(
+            o not in (1, n) for o, n in zip(old[::-1], batch_shape[::-1], strict=False)
         )
+        if bad:
+            raise ValueError(
+                f"Cannot broadcast distribution of shape {old} to shape {batch_shape}: "
+                "a batch dimension can only be added on the left or grown from size 1"
+            )
+        logits, locs, sp = self._full_leaves()
+        t, ev, nsp = self.covariance_type, self._ev, SCALE_NDIM[self.covariance_type]
+        lead = lambda a, nd: jnp.broadcast_to(a, batch_shape + a.shape[a.ndim - nd :])  # noqa: E731
+        out = GaussianMixture.from_params(lead(logits, 1), lead(locs, 1 + ev), lead(sp, nsp), t)
+        out._validate_args = self._validate_args
+        return out
 
     def __repr__(self) -> str:
-        return (
-            f"GaussianMixture(K={self.n_components}, event_shape={self.event_shape}, "
-            f"batch_shape={self.batch_shape}, covariance_type={self.covariance_type!r})"
-        )
+        return mixture_repr(self)
+
+
+@vmap_over.register
+def _vmap_over_gaussian_mixture(
+    d: GaussianMixture,
+    weights=None,
+    locs=None,
+    covariance_matrix=None,
+    logits=None,
+    precision_matrix=None,
+    scale_tril=None,
+    scale=None,
+):
+    """Axes of a mixture's leaves from the axes of its constructor arguments."""
+    axes = copy.copy(d)
+    axes.logits = weights if weights is not None else logits
+    axes.locs = locs
+    cov = [a for a in (covariance_matrix, precision_matrix, scale_tril, scale) if a is not None]
+    axes.scale_param = cov[0] if cov else None
+    return axes
+
+
+@promote_batch_shape.register
+def _promote_batch_shape_gaussian_mixture(d: GaussianMixture):
+    # batch_shape is read from the leaves, so dimensions added by vmap or scan show up
+    return copy.copy(d)

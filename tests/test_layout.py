@@ -14,7 +14,7 @@ import pytest
 import gmmjax
 
 ROOT = Path(gmmjax.__file__).parent
-README = ROOT.parent / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _api_tour_names() -> set[str]:
@@ -61,4 +61,4 @@ def test_command_entry_point():
     from gmmjax.cli import main
 
     assert callable(main)
-    assert "gmmjax.cli:main" in (ROOT.parent / "pyproject.toml").read_text()
+    assert "gmmjax.cli:main" in (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()

@@ -1,11 +1,13 @@
-"""Bad input gets a clear error at construction, outside jit; the messages are tested."""
+"""Bad input gets a clear error; value checks follow validate_args; the messages are tested."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import pytest
 
 from gmmjax import GaussianMixture
+from gmmjax.mixture import checked
 
 W = np.array([0.2, 0.3, 0.5])
 LOCS = np.zeros((3, 2))
@@ -91,3 +93,97 @@ def test_checks_skip_under_jit_and_construction_works_there():
         return GaussianMixture(w, LOCS, covariance_matrix=COV).log_prob(jnp.zeros(2))
 
     assert np.isfinite(float(f(jnp.asarray(W))))
+
+
+# ------------------------------------------------ issue 16: input with a wrong meaning
+
+
+def test_spherical_with_a_k_by_d_array_is_rejected():
+    locs = np.zeros((2, 2))  # K = D = 2: (K, D) variances would read as a batch of 2
+    with pytest.raises(ValueError, match=r"spherical.*would add batch dimensions \(2,\).*'diag'"):
+        GaussianMixture(np.ones(2) / 2, locs, np.ones((2, 2)), covariance_type="spherical")
+    # K != D: the shape check names the fix too
+    with pytest.raises(
+        ValueError, match=r"shape \(\.\.\.,\) \+ \(3,\).*use covariance_type='diag'"
+    ):
+        GaussianMixture(W, LOCS, np.ones((3, 2)), covariance_type="spherical")
+    # a real batch (locs carry it too) is still fine
+    p = GaussianMixture(
+        np.ones(2) / 2, np.zeros((3, 2, 2)), np.ones((3, 2)), covariance_type="spherical"
+    )
+    assert p.batch_shape == (3,)
+
+
+def test_scale_tril_with_a_nonzero_upper_triangle_is_rejected():
+    lt = np.broadcast_to(np.array([[1.0, 0.5], [0.2, 1.0]]), (3, 2, 2))
+    with pytest.raises(ValueError, match=r"lower triangular.*largest \|L_ij\| = 0\.5.*jnp\.tril"):
+        GaussianMixture(W, LOCS, scale_tril=lt)
+    # validation off: NumPyro's contract, the lower triangle is used
+    p = GaussianMixture(W, LOCS, scale_tril=lt, validate_args=False)
+    q = GaussianMixture(W, LOCS, scale_tril=np.tril(lt))
+    np.testing.assert_allclose(p.log_prob(np.ones(2)), q.log_prob(np.ones(2)), rtol=1e-6)
+
+
+# -------------------------------------- value checks follow validate_args (NumPyro's way)
+
+BAD = {
+    "weights": dict(weights=np.array([0.2, 0.3, 0.6]), locs=LOCS, covariance_matrix=COV),
+    "negative": dict(weights=np.array([-0.2, 0.7, 0.5]), locs=LOCS, covariance_matrix=COV),
+    "nan_locs": dict(weights=W, locs=np.full((3, 2), np.nan), covariance_matrix=COV),
+    "not_pd": dict(weights=W, locs=LOCS, covariance_matrix=-COV),
+    "zero_scale": dict(weights=W, locs=LOCS, scale=np.zeros((3, 2)), covariance_type="diag"),
+}
+MESSAGES = {
+    "weights": "sum to 1",
+    "negative": "nonnegative",
+    "nan_locs": "`locs` contains",
+    "not_pd": "not positive definite",
+    "zero_scale": "not positive definite",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_value_checks_are_off_when_validation_is_off(case):
+    GaussianMixture(**BAD[case], validate_args=False)
+    with numpyro.validation_enabled(False):
+        GaussianMixture(**BAD[case])
+    with pytest.raises(ValueError, match=MESSAGES[case]):
+        GaussianMixture(**BAD[case], validate_args=True)
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_concrete_parameters_are_checked_inside_jit(case):
+    # NumPyro checks constants closed over in jit (ensure_compile_time_eval)
+    with pytest.raises(ValueError, match=MESSAGES[case]):
+        jax.jit(lambda: GaussianMixture(**BAD[case], validate_args=True).log_prob(np.zeros(2)))()
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_checked_mode_catches_traced_parameters(case):
+    kw = dict(BAD[case])
+    ctype = kw.pop("covariance_type", None)
+
+    def f(arrays):
+        return GaussianMixture(**arrays, covariance_type=ctype).log_prob(jnp.zeros(2))
+
+    arrays = {k: jnp.asarray(v) for k, v in kw.items()}
+    # plain jit: traced values cannot be inspected, the result is silently wrong or NaN
+    jax.jit(f)(arrays)
+    with pytest.raises(ValueError, match=MESSAGES[case]):
+        checked(f)(arrays)
+    good = {"weights": W, "locs": LOCS, "covariance_matrix": COV}
+    np.testing.assert_allclose(
+        checked(lambda a: GaussianMixture(**a).log_prob(jnp.zeros(2)))(good),
+        GaussianMixture(**good).log_prob(jnp.zeros(2)),
+        rtol=1e-6,
+    )
+
+
+def test_explicit_validate_args_follows_numpyro():
+    p = GaussianMixture(np.array([0.2, 0.3, 0.6]), LOCS, COV, validate_args=False)
+    p.validate_args()  # the stored (normalized) parameters are valid
+    bad = GaussianMixture(W, LOCS, -COV, validate_args=False)  # Cholesky of -I is NaN
+    with pytest.raises(ValueError, match="not positive definite"):
+        bad.validate_args()
+    with pytest.raises(RuntimeError, match="Cannot validate arguments inside jitted code"):
+        jax.jit(lambda m: m.validate_args())(p)

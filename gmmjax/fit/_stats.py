@@ -96,14 +96,18 @@ def loglik(xs, ws, params, covariance_type):
     return acc
 
 
-def resp_stats(xs, ws, rs, covariance_type):
-    """Statistics from given responsibilities ``rs`` ``(n_chunks, C, K)``."""
+def resp_stats(xs, ws, rs, covariance_type, k):
+    """Statistics from given responsibilities ``rs`` ``(n_chunks, C, K)``, or from hard
+    labels ``rs`` ``(n_chunks, C)`` ints (one-hot per chunk, never ``(N, K)`` at once)."""
+    labels = jnp.issubdtype(rs.dtype, jnp.integer)
 
     def body(acc, chunk):
         xc, wc, rc = chunk
+        if labels:
+            rc = jax.nn.one_hot(rc, k, dtype=xc.dtype)
         return jax.tree.map(jnp.add, acc, chunk_stats(xc, wc, rc, covariance_type)), None
 
-    template = jnp.zeros((rs.shape[-1], xs.shape[-1]), xs.dtype)
+    template = jnp.zeros((k, xs.shape[-1]), xs.dtype)
     init = _zero_acc(xs, template, covariance_type)[1]
     acc, _ = jax.lax.scan(body, init, (xs, ws, rs))
     return acc

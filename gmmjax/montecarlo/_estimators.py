@@ -184,6 +184,8 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
     Returns:
       ``(value, stderr, used)``: traced scalars and the static number of points used.
     """
+    if method == "cv":  # quantities without a control variate use its point set alone
+        method = "antithetic"
     m = _mixture_or_none(d)
     k_layout, k_eps = jax.random.split(key)
     if m is None:

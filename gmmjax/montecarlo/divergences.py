@@ -17,8 +17,10 @@ Conventions:
   twice this.
 
 Methods (``method=``; see :mod:`gmmjax.montecarlo.sampling`): ``"iid"``, ``"stratified"``,
-``"antithetic"``, ``"qmc"`` (the default, chosen by measurement: see the README's
-``divergences`` section and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
+``"antithetic"``, ``"qmc"``, ``"cv"`` (antithetic pairs plus control variates with exact
+Gaussian expectations, :mod:`gmmjax.montecarlo.control_variates`) and ``"auto"`` (the
+default: ``"qmc"`` in 1-D and 2-D, ``"cv"`` from D = 3, chosen by measurement: see the
+README's ``divergences`` section and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
 NumPyro distribution is always sampled iid with its own ``sample``; its parameters
 get the pathwise gradient when it ``has_rsample`` and none through the draw
 otherwise (only through ``log_prob``).
@@ -46,6 +48,7 @@ from gmmjax.montecarlo._estimators import (
     kernel_cost,
     log_density,
 )
+from gmmjax.montecarlo.control_variates import auto_method, cv_or_plain
 from gmmjax.montecarlo.sampling import METHODS, as_gaussian_mixture, min_samples
 
 __all__ = [
@@ -64,15 +67,15 @@ __all__ = [
     "kl_estimate",
 ]
 
-DEFAULT_METHOD = "qmc"
+DEFAULT_METHOD = "auto"
 DEFAULT_NUM_SAMPLES = 10_000
 _LOG2 = math.log(2.0)
 
 
 # ------------------------------------------------------------------ plumbing
 def _check_common(dists, num_samples, method, chunk_size):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in METHODS + ("auto",):
+        raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}")
     try:
         num_samples = operator.index(num_samples)
     except TypeError:
@@ -91,13 +94,16 @@ def _check_common(dists, num_samples, method, chunk_size):
                 "expected a GaussianMixture or a NumPyro distribution with sample and "
                 f"log_prob, got {type(d).__name__}"
             )
-        if m is not None and num_samples < min_samples(m.n_components, method):
+        if m is not None and method != "auto" and num_samples < min_samples(m.n_components, method):
             raise ValueError(
                 f"method={method!r} needs num_samples >= {min_samples(m.n_components, method)} "
                 f"for a mixture of {m.n_components} components (at least one point, or pair, "
                 f"per component); got {num_samples}. Increase num_samples or use method='iid'"
             )
         conv.append(d if m is None else m)
+    if method == "auto":
+        method = auto_method(max(1, math.prod(conv[0].event_shape)))
+        return _check_common(conv, num_samples, method, chunk_size)
     shapes = {tuple(d.event_shape) for d in conv}
     if len(shapes) > 1:
         raise ValueError(
@@ -105,7 +111,7 @@ def _check_common(dists, num_samples, method, chunk_size):
             + " and ".join(str(tuple(d.event_shape)) for d in conv)
             + "; a univariate mixture has event_shape (), a D-dimensional one (D,)"
         )
-    return conv, num_samples
+    return conv, num_samples, method
 
 
 def _flatten(m, batch, nb):
@@ -116,7 +122,7 @@ def _flatten(m, batch, nb):
 
 def _batched(fn, dists, key, num_samples, method, chunk_size):
     """Run ``fn(*unbatched, key, n, method, chunk) -> Estimate`` over the broadcast batch."""
-    conv, n = _check_common(dists, num_samples, method, chunk_size)
+    conv, n, method = _check_common(dists, num_samples, method, chunk_size)
     key = as_key(key)  # an integer seed is accepted too (issue 14, item 8)
     chunk = chunk_size or auto_chunk(sum(kernel_cost(d) for d in conv))
     gauss = [isinstance(d, GaussianMixture) for d in conv]
@@ -193,7 +199,8 @@ def kl_estimate(
       q: as ``p``, with the same event shape; batch shapes broadcast.
       key: a JAX PRNG key, or an integer seed (``0`` means ``jax.random.key(0)``).
       num_samples: static number of points drawn from ``p``.
-      method: ``"iid"``, ``"stratified"``, ``"antithetic"`` or ``"qmc"``.
+      method: ``"auto"`` (default: by dimension), ``"iid"``, ``"stratified"``,
+        ``"antithetic"``, ``"qmc"`` or ``"cv"``.
       stl: stop the gradient of ``p``'s parameters inside ``log p``.
       chunk_size: points evaluated at once (default: sized from K and D so the
         kernel's intermediates stay about 4 MiB); bounds memory for large N.
@@ -218,6 +225,10 @@ def kl_estimate(
     """
 
     def fn(p, q, key, n, method, chunk):
+        if method == "cv":
+            pe = jax.tree_util.tree_map(jax.lax.stop_gradient, p) if stl else p
+            out = cv_or_plain(p, (pe, q), key, n, operator.sub, (1.0, -1.0), chunk=chunk)
+            return _estimate(*out)
         h = _log_ratio(p, q, stop_p=stl)
         return _estimate(*_one_side(p, key, n, method, chunk, h))
 
@@ -280,6 +291,13 @@ def js_estimate(
     """
 
     def fn(p, q, key, n, method, chunk):
+        if method == "cv":
+            kp, kq = jax.random.split(key)
+            t = lambda lp, lq: _js_term(lp - lq)  # noqa: E731
+            kw = dict(chunk=chunk, js_bump=True)
+            vp, sp, used = cv_or_plain(p, (p, q), kp, n, t, (0.0, 0.0), **kw)
+            vq, sq, _ = cv_or_plain(q, (p, q), kq, n, t, (0.0, 0.0), **kw)
+            return _estimate(0.5 * (vp + vq), 0.5 * jnp.sqrt(sp**2 + sq**2), used)
         d = _log_ratio(p, q)
         h = lambda x: _js_term(d(x))  # noqa: E731
         return _estimate(*_two_sides(p, q, key, n, method, chunk, h, h, 0.5, 0.5))
@@ -314,6 +332,13 @@ def jeffreys_estimate(
     """
 
     def fn(p, q, key, n, method, chunk):
+        if method == "cv":
+            kp, kq = jax.random.split(key)
+            sg = lambda d: jax.tree_util.tree_map(jax.lax.stop_gradient, d) if stl else d  # noqa: E731
+            sub, b = operator.sub, (1.0, -1.0)
+            vp, sp, used = cv_or_plain(p, (sg(p), q), kp, n, sub, b, chunk=chunk)
+            vq, sq, _ = cv_or_plain(q, (sg(q), p), kq, n, sub, b, chunk=chunk)
+            return _estimate(vp + vq, jnp.sqrt(sp**2 + sq**2), used)
         hp = _log_ratio(p, q, stop_p=stl)
         hq = _log_ratio(q, p, stop_p=stl)
         return _estimate(*_two_sides(p, q, key, n, method, chunk, hp, hq, 1.0, 1.0))
@@ -346,6 +371,8 @@ def cross_entropy_estimate(
     """
 
     def fn(p, q, key, n, method, chunk):
+        if method == "cv":
+            return _estimate(*cv_or_plain(p, (q,), key, n, operator.neg, (-1.0,), chunk=chunk))
         lq = log_density(q)
         return _estimate(*_one_side(p, key, n, method, chunk, lambda x: -lq(x)))
 
@@ -385,6 +412,9 @@ def entropy_estimate(
     """
 
     def fn(p, key, n, method, chunk):
+        if method == "cv":
+            pe = jax.tree_util.tree_map(jax.lax.stop_gradient, p) if stl else p
+            return _estimate(*cv_or_plain(p, (pe,), key, n, operator.neg, (-1.0,), chunk=chunk))
         lp = log_density(p, stop=stl)
         return _estimate(*_one_side(p, key, n, method, chunk, lambda x: -lp(x)))
 

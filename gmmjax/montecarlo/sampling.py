@@ -60,7 +60,9 @@ __all__ = [
     "systematic_allocation",
 ]
 
-METHODS = ("iid", "stratified", "antithetic", "qmc")
+METHODS = ("iid", "stratified", "antithetic", "qmc", "cv")
+"""Plans; ``"cv"`` is antithetic pairs plus regression control variates
+(:mod:`gmmjax.montecarlo.control_variates`), for KL, JS, Jeffreys and (cross-)entropy."""
 
 
 def as_gaussian_mixture(d) -> GaussianMixture | None:
@@ -104,15 +106,16 @@ def as_gaussian_mixture(d) -> GaussianMixture | None:
 def systematic_allocation(weights: jax.Array, total: int, minimum: int = 1) -> jax.Array:
     """Integer counts ``n_a ≥ minimum`` with ``Σ n_a = total``, ``n_a ≈ total · w_a``.
 
-    Every component gets ``minimum``; the remaining ``total - K·minimum`` are
-    shared by systematic allocation with offset ½: ``n_a - minimum =
-    ⌊c_a + ½⌋ - ⌊c_{a-1} + ½⌋`` with ``c_a = (total - K·minimum) Σ_{b≤a} w_b``.
-    The counts carry no gradient (they use ``stop_gradient(w)``).
+    Every live component (``w_a > 0``) gets ``minimum``; the remaining
+    ``total - K_live·minimum`` are shared by systematic allocation with offset ½:
+    ``n_a - minimum = ⌊c_a + ½⌋ - ⌊c_{a-1} + ½⌋`` with ``c_a = rest · Σ_{b≤a} w_b``.
+    A dead component (``w_a = 0``) gets no point, so estimates stay unbiased and
+    never evaluate it. The counts carry no gradient (they use ``stop_gradient(w)``).
 
     Args:
       weights: ``(K,)`` nonnegative weights summing to 1.
-      total: static total count.
-      minimum: static count every component gets first.
+      total: static total count (at least ``K·minimum``).
+      minimum: static count every live component gets first.
 
     Returns:
       ``(K,)`` int32 counts.
@@ -121,15 +124,21 @@ def systematic_allocation(weights: jax.Array, total: int, minimum: int = 1) -> j
       >>> import jax.numpy as jnp
       >>> systematic_allocation(jnp.array([0.2, 0.3, 0.5]), 13).tolist()
       [3, 4, 6]
+      >>> systematic_allocation(jnp.array([0.5, 0.0, 0.5]), 6).tolist()
+      [3, 0, 3]
     """
     w = jax.lax.stop_gradient(weights)
-    k = w.shape[-1]
-    rest = total - k * minimum
+    floor = minimum * (w > 0).astype(jnp.int32)
+    rest = total - jnp.sum(floor, axis=-1, keepdims=True)
     cum = jnp.cumsum(w, axis=-1) / jnp.sum(w, axis=-1, keepdims=True)
     edges = jnp.floor(rest * cum + 0.5).astype(jnp.int32)
-    edges = jnp.minimum(edges, rest).at[..., -1].set(rest)
+    edges = jnp.minimum(edges, rest)
+    # the last live component closes the sum (trailing dead ones keep their zero)
+    live = (w > 0).astype(jnp.int32)
+    live_later = jnp.flip(jnp.cumsum(jnp.flip(live, -1), axis=-1), -1) - live
+    edges = jnp.where(live_later > 0, edges, rest)
     prev = jnp.concatenate([jnp.zeros_like(edges[..., :1]), edges[..., :-1]], axis=-1)
-    return edges - prev + minimum
+    return edges - prev + floor
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,6 +173,11 @@ def multinomial_counts(key, n: int, weights: jax.Array, chunk: int = 2**20) -> j
     w = jax.lax.stop_gradient(weights)
     k = w.shape[-1]
     cdf = jnp.cumsum(w) / jnp.sum(w)
+    # from the last live component on, the cdf is 2 > u: rounding (a float32 sum of
+    # 0.99999994) can never send a draw to a trailing dead component
+    live_after = jnp.flip(jnp.cumsum(jnp.flip(w > 0))) > 0
+    last_live = k - jnp.sum(~live_after) - 1
+    cdf = jnp.where(jnp.arange(k) >= last_live, 2.0, cdf)
 
     def one(c, size):
         u = jax.random.uniform(jax.random.fold_in(key, c), (size,), dtype=w.dtype)
@@ -209,7 +223,7 @@ def block_size(mixture: GaussianMixture, method: str) -> int:
 
 def min_samples(k: int, method: str) -> int:
     """The smallest ``num_samples`` a method accepts for ``k`` components."""
-    return {"iid": 1, "stratified": k, "antithetic": 2 * k, "qmc": 2 * k}[method]
+    return {"iid": 1, "stratified": k, "antithetic": 2 * k, "qmc": 2 * k, "cv": 2 * k}[method]
 
 
 def qmc_replicates(k: int, num_samples: int) -> int:

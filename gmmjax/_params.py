@@ -1,0 +1,227 @@
+"""How `GaussianMixture`'s constructor arguments map to its stored parameters (private).
+
+Three things live here, all about *structure* (shapes, covariance types), never values:
+
+* :func:`arg_constraints_for`: NumPyro constraints keyed by the constructor's
+  arguments, with their true event dimensions (the component axis ``K`` is part of
+  every argument's event), as NumPyro's ``infer_shapes``, ``promote_batch_shape`` and
+  test battery read them.
+* :func:`infer_shapes`: ``(batch_shape, event_shape)`` from argument shapes.
+* :func:`convert`: the always-on structural checks (clear ``TypeError``/``ValueError``)
+  and the conversion to the stored ``(logits, locs, scale_param)``. Value checks
+  (simplex, positive definiteness, finiteness) are in :mod:`gmmjax._validate` and
+  follow ``validate_args``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import constraints
+
+from gmmjax.gaussian import COVARIANCE_TYPES, scale_tril_from_precision
+
+# number of trailing (non-batch) dimensions of the stored scale factor
+SCALE_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1, "univariate": 1}
+COV_ARGS = ("covariance_matrix", "precision_matrix", "scale_tril", "scale")
+POSITIONAL = ("weights", "locs", "covariance_matrix")
+
+
+def arg_constraints_for(covariance_type: str) -> dict:
+    """Constraints keyed by constructor argument for one covariance type.
+
+    Event dimensions count the component axis: ``weights`` ``(..., K)`` is a simplex
+    (event_dim 1), ``locs`` ``(..., K, D)`` is ``independent(real_vector, 1)`` (2), a
+    full ``covariance_matrix`` ``(..., K, D, D)`` is ``independent(positive_definite, 1)``
+    (3), a tied one ``(..., D, D)`` is ``positive_definite`` (2), and so on.
+    ``scale=`` exists for the diagonal types only.
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        )
+    c = constraints
+    uni = covariance_type == "univariate"
+    out = {
+        "weights": c.simplex,
+        "logits": c.real_vector,
+        "locs": c.real_vector if uni else c.independent(c.real_vector, 1),
+    }
+    if covariance_type == "full":
+        pd, tril = c.independent(c.positive_definite, 1), c.independent(c.lower_cholesky, 1)
+    elif covariance_type == "tied":
+        pd, tril = c.positive_definite, c.lower_cholesky
+    else:
+        pd = tril = c.independent(c.positive, SCALE_NDIM[covariance_type])
+    out.update(covariance_matrix=pd, precision_matrix=pd, scale_tril=tril)
+    if covariance_type not in ("full", "tied"):
+        out["scale"] = pd
+    return out
+
+
+def default_type(weights_ndim: int, locs_ndim: int) -> str:
+    """The constructor's rule: ``univariate`` when ``locs`` has the weights' rank, else ``full``."""
+    return "univariate" if locs_ndim == weights_ndim else "full"
+
+
+def infer_shapes(shapes: dict, covariance_type: str | None, constraint_dict: dict | None):
+    """``(batch_shape, event_shape)`` of a mixture built from arguments of these shapes.
+
+    Args:
+      shapes: argument name → shape tuple (or ``None``).
+      covariance_type: as for the constructor; inferred like the constructor when ``None``.
+      constraint_dict: constraints to read event dims from (a subclass with a fixed
+        covariance type); ``None`` to derive them from the covariance type.
+    """
+    shapes = {k: tuple(v) for k, v in shapes.items() if v is not None}
+    unknown = set(shapes) - set(POSITIONAL) - {"logits", *COV_ARGS}
+    if unknown:
+        raise TypeError(f"GaussianMixture.infer_shapes: unknown arguments {sorted(unknown)}")
+    w = shapes.get("weights", shapes.get("logits"))
+    if w is None or "locs" not in shapes:
+        raise TypeError(
+            "GaussianMixture.infer_shapes needs the shapes of weights (or logits) and locs"
+        )
+    if constraint_dict is None:
+        t = covariance_type or default_type(len(w), len(shapes["locs"]))
+        constraint_dict = arg_constraints_for(t)
+    batch = []
+    for name, shape in shapes.items():
+        ev = constraint_dict[name].event_dim
+        if len(shape) < ev:
+            raise ValueError(
+                f"GaussianMixture.infer_shapes: `{name}` of shape {shape} has fewer than "
+                f"its {ev} event dimensions"
+            )
+        batch.append(shape[: len(shape) - ev])
+    event = () if constraint_dict["locs"].event_dim == 1 else shapes["locs"][-1:]
+    return jax.lax.broadcast_shapes(*batch) if batch else (), event
+
+
+def as_float(a) -> jax.Array:
+    """``a`` as a floating JAX array (integers go to the default float type).
+
+    Constants stay concrete inside ``jit`` so that the value checks can read them.
+    """
+    with jax.ensure_compile_time_eval():
+        a = jnp.asarray(a)
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            a = a.astype(jnp.result_type(float))
+    return a
+
+
+def _safe_log(w):
+    """``log w`` with ``-inf`` at zero and a zero (not NaN) derivative there."""
+    pos = w > 0
+    return jnp.where(pos, jnp.log(jnp.where(pos, w, 1.0)), -jnp.inf)
+
+
+def _expected_scale_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
+    return {
+        "full": (k, d, d),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k,),
+        "univariate": (k,),
+    }[covariance_type]
+
+
+def to_scale_param(covariance_type: str, name: str, value: jax.Array) -> jax.Array:
+    """The stored factor from one covariance argument (no checks)."""
+    if covariance_type in ("full", "tied"):
+        if name == "covariance_matrix":
+            return jnp.linalg.cholesky(value)
+        if name == "precision_matrix":
+            return scale_tril_from_precision(value)
+        return jnp.tril(value)
+    if name == "covariance_matrix":
+        return jnp.sqrt(value)
+    if name == "precision_matrix":
+        return jax.lax.rsqrt(value)
+    return value
+
+
+def convert(*, weights, logits, locs, cov_args: dict, covariance_type):
+    """Structural checks, then ``(logits, locs, scale_param, covariance_type, raw)``.
+
+    ``raw`` maps the given argument names to their (float) arrays for the value checks.
+    The returned arrays are broadcast to the common batch shape; logits are normalized.
+    """
+    if (weights is None) == (logits is None):
+        raise TypeError("GaussianMixture: pass exactly one of weights or logits=")
+    if locs is None:
+        raise TypeError("GaussianMixture: locs is required, shape (..., K, D) or (..., K)")
+    given = [n for n in COV_ARGS if cov_args.get(n) is not None]
+    if len(given) != 1:
+        raise TypeError(
+            "GaussianMixture: pass exactly one of covariance_matrix=, precision_matrix=, "
+            f"scale_tril= or scale=; got {given or 'none'}"
+        )
+    name = given[0]
+    wname = "weights" if weights is not None else "logits"
+    wv = as_float(weights if weights is not None else logits)
+    locs = as_float(locs)
+    cov = as_float(cov_args[name])
+    raw = {wname: wv, "locs": locs, name: cov}
+    if wv.ndim == 0:
+        raise ValueError(f"GaussianMixture: {wname} must have shape (..., K), got a scalar")
+    k = wv.shape[-1]
+    if covariance_type is None:
+        covariance_type = default_type(wv.ndim, locs.ndim)
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"GaussianMixture: covariance_type must be one of {COVARIANCE_TYPES}, "
+            f"got {covariance_type!r}"
+        )
+    uni = covariance_type == "univariate"
+    ev = 0 if uni else 1
+    if locs.ndim < 1 + ev or locs.shape[locs.ndim - 1 - ev] != k:
+        want = "(..., K)" if uni else "(..., K, D)"
+        raise ValueError(
+            f"GaussianMixture: locs must have shape {want} with K={k} components "
+            f"(from the {wname}), got {locs.shape}"
+        )
+    d = 1 if uni else locs.shape[-1]
+    if name == "scale" and covariance_type in ("full", "tied"):
+        raise TypeError(
+            f"scale= is for diag, spherical and univariate mixtures; for "
+            f"covariance_type={covariance_type!r} pass scale_tril= (a lower Cholesky factor)"
+        )
+    nsp = SCALE_NDIM[covariance_type]
+    want = _expected_scale_shape(covariance_type, k, d)
+    if cov.ndim < nsp or cov.shape[cov.ndim - nsp :] != want:
+        hint = ""
+        if covariance_type == "spherical" and cov.shape[-2:] == (k, d):
+            hint = "; for one variance per component and dimension use covariance_type='diag'"
+        raise ValueError(
+            f"GaussianMixture: `{name}` must have shape (...,) + {want} for "
+            f"covariance_type={covariance_type!r} with K={k}, D={d}; got {cov.shape}{hint}"
+        )
+    w_batch, l_batch = wv.shape[:-1], locs.shape[: locs.ndim - 1 - ev]
+    c_batch = cov.shape[: cov.ndim - nsp]
+    if covariance_type == "spherical" and len(c_batch) > max(len(w_batch), len(l_batch)):
+        # (K, D) variances read as spherical would silently become a batch of K mixtures
+        raise ValueError(
+            f"GaussianMixture: covariance_type='spherical' takes one variance per component, "
+            f"shape (..., K) = (..., {k}); `{name}` of shape {cov.shape} would add batch "
+            f"dimensions {c_batch} that weights and locs do not have. For per-dimension "
+            "variances of shape (K, D) use covariance_type='diag'; for a batch of mixtures "
+            "give locs (or weights) the batch dimensions too"
+        )
+    try:
+        batch = jnp.broadcast_shapes(w_batch, l_batch, c_batch)
+    except ValueError:
+        raise ValueError(
+            f"GaussianMixture: the batch shapes of {wname} {w_batch}, locs {l_batch} and "
+            f"{name} {c_batch} do not broadcast"
+        ) from None
+    lg = _safe_log(wv) if weights is not None else wv
+    lg = jax.nn.log_softmax(lg, axis=-1)
+    scale_param = to_scale_param(covariance_type, name, cov)
+    return (
+        jnp.broadcast_to(lg, batch + (k,)),
+        jnp.broadcast_to(locs, batch + locs.shape[locs.ndim - 1 - ev :]),
+        jnp.broadcast_to(scale_param, batch + want),
+        covariance_type,
+        raw,
+    )

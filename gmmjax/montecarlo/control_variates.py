@@ -1,0 +1,261 @@
+"""Control variates with exact Gaussian expectations: the ``"cv"`` method.
+
+For a stratum ``a`` of the sampled mixture ``s`` (points ``x = μ_a + L_a ε``,
+``ε ~ N(0, I)``) and an evaluated mixture ``e = Σ_c v_c N(m_c, P_c^{-T} P_c^{-1})``
+(``e`` is ``p`` or ``q``), the *surrogate* of ``log e`` is its soft linearisation
+around fixed responsibilities ``R^e_{ac}``:
+
+    z^e_a(x) = Σ_c R^e_{ac} ℓ^e_c(x),      ℓ^e_c(x) = log N(x; m_c, Σ^e_c).
+
+``log e(x) = logsumexp_c(log v_c + ℓ^e_c(x))`` equals ``z^e_a(x)`` plus a constant
+wherever the responsibilities of ``e`` at ``x`` are ``R^e_a``, and every ``ℓ^e_c``
+is a quadratic in ``ε`` whose Gaussian expectation is closed-form (minus a
+Gaussian cross-entropy):
+
+    E_a[ℓ^e_c] = -½ (‖L_aᵀ P_c‖²_F + ‖(μ_a - m_c)ᵀ P_c‖²) + log|P_c| - (D/2) log 2π.
+
+We take ``R^e_{ac} = softmax_c(log v_c + E_a[ℓ^e_c])`` (the variational
+approximation of Hershey & Olsen 2007), so ``z^e_a`` follows ``log e`` where the
+points of stratum ``a`` actually fall (a shell at radius ``√D``, not at ``μ_a``).
+The features ``f = z - E_a[z]`` then have mean exactly zero, and the estimator of
+``E_a[h]`` for an integrand ``h(log p, log q)`` is
+
+    β0ᵀ E_a[z] + mean(y) - δ_aᵀ mean(f),    y = h - β0ᵀ z,
+
+with a fixed prior ``β0`` (``(1, -1)`` for ``log p - log q``: the surrogate's own
+coefficients) and ``δ_a`` fitted per stratum by ridge regression of ``y`` on
+``f``. Whatever ``δ_a``, the estimator is unbiased when ``δ_a`` does not depend on
+the points it is applied to, so it is fitted by **two-fold cross-fitting**: the
+points of each stratum alternate between two folds, and each fold's residuals use
+the ``δ`` fitted on the other fold (Chernozhukov et al. 2018). The bias of an
+in-sample fit is ``O(p/n_a)`` per stratum; cross-fitting removes it and keeps
+``stderr`` honest (it is computed from out-of-fold residuals).
+
+Stratification over components (DESIGN.md §3) keeps the estimate exactly
+differentiable in the weights; ``δ`` and the responsibilities carry no gradient, the
+expectations ``E_a[ℓ^e_c]`` are differentiable closed forms, so the gradient is
+pathwise in the means and factors. Antithetic pairs ``(ε, -ε)`` remove the odd part
+of the residual that the surrogate misses; a stratum's unit is then a pair.
+
+The features cost ``O(N·K)`` on top of the kernel matrices that ``log p`` and
+``log q`` need anyway (they are reused), plus a once-per-call ``O(K_s K_e D³)`` for
+the expectations.
+
+References:
+  Hershey & Olsen, *Approximating the Kullback Leibler divergence between Gaussian
+  mixture models*, ICASSP 2007, eq. 18 (variational responsibilities); Owen, *Monte
+  Carlo theory, methods and examples* (2013), §8.9 (control variates, regression
+  estimator); Chernozhukov et al., *Double/debiased machine learning*, Econometrics
+  J. 21 (2018), §3 (cross-fitting).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gmmjax.gaussian import log_gaussian_kernel
+from gmmjax.mixture import GaussianMixture
+from gmmjax.montecarlo._estimators import expectation, log_density
+from gmmjax.montecarlo._surrogates import (
+    bump,
+    bump_expectation,
+    expected_log_components,
+    surrogate,
+)
+from gmmjax.montecarlo.sampling import (
+    block_info,
+    dtype_of,
+    make_layout,
+    standard_normals,
+    transform,
+)
+
+__all__ = [
+    "AUTO_METHODS",
+    "auto_method",
+    "cv_expectation",
+    "cv_or_plain",
+    "expected_log_components",
+]
+
+_TOP = 0  # components per evaluated mixture that get a feature of their own
+_MIN_FIT = 8  # units a fold needs before its regression coefficients are used
+
+
+# The default ``method="auto"``, by dimension, from benchmarks/bench_div_efficiency.py
+# (RESULTS.md, "Sample efficiency"): randomized QMC wins in 1-D and 2-D, the control
+# variate from D = 3 on, for every quantity it covers.
+AUTO_METHODS = ((2, "qmc"), (None, "cv"))
+
+
+def auto_method(dim: int) -> str:
+    """The method ``"auto"`` stands for at event dimension ``dim`` (1 for univariate).
+
+    Example:
+      >>> auto_method(1), auto_method(16)
+      ('qmc', 'cv')
+    """
+    for upto, method in AUTO_METHODS:
+        if upto is None or dim <= upto:
+            return method
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _kernel(e: GaussianMixture, x):
+    return log_gaussian_kernel(x, e.locs, e.precisions_cholesky, e.covariance_type)
+
+
+def cv_expectation(
+    s: GaussianMixture,
+    evals: tuple[GaussianMixture, ...],
+    key,
+    num_samples: int,
+    g,
+    beta0: tuple[float, ...],
+    *,
+    chunk: int,
+    antithetic: bool = True,
+    js_bump: bool = False,
+    top: int = _TOP,
+):
+    """``E_s[h]`` with ``h = g(log e_1(x), ..., log e_J(x))``, by regression control variates.
+
+    Args:
+      s: unbatched `GaussianMixture` to sample.
+      evals: ``J`` unbatched `GaussianMixture` whose log-densities ``h`` needs (pass
+        ``stop_gradient``-ed copies for "sticking the landing").
+      key: PRNG key.
+      num_samples: static number of points drawn from ``s``.
+      g: ``(J arrays of shape (C,)) -> (C,)`` the integrand from the log-densities.
+      beta0: ``J`` fixed prior coefficients of the surrogates (module docstring).
+      chunk: static points per chunk.
+      antithetic: draw pairs ``(ε, -ε)``.
+      js_bump: ``evals == (p, q)`` and ``g = log 2 - B(log p - log q)``: add the feature
+        ``B(Δ_sur(x))`` (prior coefficient -1), whose stratum expectation is computed by
+        Fourier inversion (:func:`gmmjax.montecarlo._surrogates.bump_expectation`).
+
+    Returns:
+      ``(value, stderr, used)``: traced scalars and the static number of points used.
+    """
+    method = "antithetic" if antithetic else "stratified"
+    k_layout, k_eps = jax.random.split(key)
+    layout = make_layout(s, k_layout, num_samples, method)
+    k = s.n_components
+    unit = 2 if antithetic else 1
+    sur = [surrogate(s, e) for e in evals]
+    means = [sr.mean for sr in sur]
+    b0 = list(beta0)
+    if js_bump:
+        bq = bump_expectation(s, evals[0], evals[1], sur[0], sur[1])
+        means.append(bq.mean)
+        b0.append(-1.0)
+        kappa = sur[0].kappa - sur[1].kappa
+    # the log-densities of the `top` most responsible components of each evaluated
+    # mixture, one feature each: they follow responsibilities that vary in a stratum
+    tops = [jnp.argsort(-sr.resp, axis=-1)[:, : min(top, sr.resp.shape[-1])] for sr in sur]
+    for sr, ti in zip(sur, tops, strict=True):
+        means.extend(jnp.take_along_axis(sr.expected, ti, axis=-1).T)
+        b0.extend([0.0] * ti.shape[-1])
+    nf = len(means)
+    zmean = jnp.stack(means, axis=-1)  # (K, nf)
+    b0 = jnp.asarray(b0, dtype_of(s))
+    bsz = layout.block
+    per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
+    n_chunks = -(-layout.num_blocks // per_chunk)
+    univariate = s.covariance_type == "univariate"
+
+    def features(x, comp_rows):
+        ker = [_kernel(e, x) for e in evals]
+        pairs = list(zip(ker, evals, sur, strict=True))
+        logd = [jax.nn.logsumexp(kk + e.logits[None], axis=-1) for kk, e, _ in pairs]
+        z = [jnp.sum(kk * sr.resp[comp_rows], axis=-1) for kk, _, sr in pairs]
+        if js_bump:
+            dsur = jax.lax.stop_gradient(z[0] - z[1] + kappa[comp_rows])
+            z.append(jnp.where(bq.ok[comp_rows], bump(dsur), 0.0))
+        for kk, ti in zip(ker, tops, strict=True):
+            z.extend(jnp.take_along_axis(kk, ti[comp_rows], axis=-1).T)
+        z = jnp.stack(z, axis=-1)
+        return g(*logd) - z @ b0, z - zmean[comp_rows]
+
+    # a per-stratum shift (the residual at the component means, no gradient) keeps the
+    # float32 sums of squares accurate when the residual's mean is large
+    y_ref, _ = features(s.locs, jnp.arange(k))
+    y_ref = jax.lax.stop_gradient(y_ref)
+
+    def one_chunk(c):
+        ids = c * per_chunk + jnp.arange(per_chunk)
+        rep, comp, first, valid = block_info(layout, ids)
+        eps = standard_normals(
+            jax.random.fold_in(k_eps, c), method, layout, rep, comp, first, s.dim, dtype_of(s)
+        )
+        x = transform(s, comp, eps)
+        x = x.reshape((per_chunk * bsz,) + (() if univariate else (s.dim,)))
+        rows = jnp.repeat(comp, bsz)
+        y, f = features(x, rows)
+        y = y - y_ref[rows]
+        idx = (first[:, None] + jnp.arange(bsz)[None, :]).reshape(-1)
+        mask = (jnp.arange(bsz)[None, :] < valid[:, None]).reshape(-1)
+        if antithetic:
+            y, f = jnp.mean(y.reshape(-1, 2), -1), jnp.mean(f.reshape(-1, 2, nf), 1)
+            rows, idx, mask = rows[::2], idx[::2], mask[::2]
+        grp = rows * 2 + (idx // unit) % 2
+        v = jnp.where(mask[:, None], jnp.concatenate([f, y[:, None]], axis=-1), 0.0)
+        seg = lambda a: jax.ops.segment_sum(a, grp, num_segments=2 * k)  # noqa: E731
+        vs = jax.lax.stop_gradient(v)
+        return seg(mask.astype(v.dtype)), seg(v), seg(vs[:, :, None] * vs[:, None, :])
+
+    if n_chunks == 1:
+        n, sv, svv = one_chunk(0)
+    else:
+        n, sv, svv = jax.tree_util.tree_map(
+            lambda a: jnp.sum(a, axis=0),
+            jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
+        )
+    value, se = _combine(n, sv, svv, nf, k, s.logits, zmean @ b0, y_ref)
+    used = unit * (num_samples // unit)
+    return value, se, used
+
+
+def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int, js_bump=False):
+    """:func:`cv_expectation` when every distribution is a `GaussianMixture`.
+
+    Otherwise (a NumPyro distribution with no closed-form surrogate) the plain
+    estimator of :mod:`gmmjax.montecarlo._estimators` runs on ``h = g(log e_j)``:
+    antithetic pairs when ``s`` is a mixture, iid draws otherwise.
+    """
+    if all(isinstance(d, GaussianMixture) for d in (s, *evals)):
+        return cv_expectation(
+            s, tuple(evals), key, num_samples, g, beta0, chunk=chunk, js_bump=js_bump
+        )
+    lds = [log_density(e) for e in evals]
+    return expectation(s, key, num_samples, "cv", lambda x: g(*[ld(x) for ld in lds]), chunk=chunk)
+
+
+def _combine(n, sv, svv, nf, k, logits, zbar, y_ref):
+    """Cross-fitted regression estimate and its standard error from per-fold sums."""
+    svs = jax.lax.stop_gradient(sv)
+    nn = jnp.maximum(n, 1.0)
+    cov = svv - svs[:, :, None] * svs[:, None, :] / nn[:, None, None]  # (2K, J+1, J+1)
+    cff, cfy, cyy = cov[:, :nf, :nf], cov[:, :nf, nf], cov[:, nf, nf]
+    # a relative ridge of 1e-4: features can be collinear (in 1-D, after antithetic
+    # pairing, every surrogate is a function of ε² alone); any δ keeps the estimate unbiased
+    ridge = 1e-4 * jnp.trace(cff, axis1=-2, axis2=-1)[:, None, None] / nf + 1e-30
+    delta = jnp.linalg.solve(cff + ridge * jnp.eye(nf, dtype=cff.dtype), cfy[..., None])[..., 0]
+    ok = (n >= _MIN_FIT)[:, None] & jnp.all(jnp.isfinite(delta), axis=-1, keepdims=True)
+    delta = jnp.where(ok, delta, 0.0)
+    # fold 2a uses fold 2a+1's coefficients and vice versa
+    other = delta.reshape(k, 2, nf)[:, ::-1].reshape(2 * k, nf)
+    res_sum = sv[:, nf] - jnp.sum(other * sv[:, :nf], axis=-1)  # (2K,)
+    m2 = cyy - 2.0 * jnp.sum(other * cfy, axis=-1) + jnp.einsum("gi,gij,gj->g", other, cff, other)
+    m2 = jnp.maximum(m2, 0.0)
+    n_a = jnp.sum(n.reshape(k, 2), axis=-1)
+    res_mean = jnp.sum(res_sum.reshape(k, 2), axis=-1) / jnp.maximum(n_a, 1.0)
+    m2_a = jnp.sum(m2.reshape(k, 2), axis=-1)
+    pooled = jnp.sum(m2_a) / jnp.maximum(jnp.sum(n_a - 2.0), 1.0)
+    var = jnp.where(n_a >= 3, m2_a / jnp.maximum(n_a - 2.0, 1.0), pooled)
+    w = jnp.exp(logits)
+    value = jnp.sum(w * (zbar + y_ref + res_mean))
+    wsg = jax.lax.stop_gradient(w)
+    se = jnp.sqrt(jnp.sum(wsg * wsg * var / jnp.maximum(n_a, 1.0)))
+    return value, se
