@@ -71,10 +71,10 @@ _kl_many = jax.jit(
 )
 
 
-@pytest.mark.parametrize("method", ["qmc", "antithetic"])
+@pytest.mark.parametrize("method", ["qmc", "antithetic", "cv"])
 def test_uneven_plans_stay_unbiased_and_calibrated(method):
     # N = 1001: qmc has 32 replicates of 32 or 31 points; antithetic 500 pairs plus one
-    # unpaired point. Over 400 independent keys the estimate must be unbiased and its
+    # unpaired point (cv: the same pairs with control variates). Over 400 independent keys the estimate must be unbiased and its
     # stderr calibrated.
     truth = _kl_truth()
     est = _kl_many(jax.random.split(jax.random.key(3), 400), method, 1001)

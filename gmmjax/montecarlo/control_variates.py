@@ -196,8 +196,11 @@ def cv_expectation(
         y = y - y_ref[rows]
         idx = (first[:, None] + jnp.arange(bsz)[None, :]).reshape(-1)
         mask = (jnp.arange(bsz)[None, :] < valid[:, None]).reshape(-1)
-        if antithetic:
-            y, f = jnp.mean(y.reshape(-1, 2), -1), jnp.mean(f.reshape(-1, 2, nf), 1)
+        if antithetic:  # pair means; an odd N's one unpaired point stands alone
+            whole = mask[1::2]
+            y2, f2 = y.reshape(-1, 2), f.reshape(-1, 2, nf)
+            y = jnp.where(whole, jnp.mean(y2, -1), y2[:, 0])
+            f = jnp.where(whole[:, None], jnp.mean(f2, 1), f2[:, 0])
             rows, idx, mask = rows[::2], idx[::2], mask[::2]
         grp = rows * 2 + (idx // unit) % 2
         v = jnp.where(mask[:, None], jnp.concatenate([f, y[:, None]], axis=-1), 0.0)
@@ -213,8 +216,7 @@ def cv_expectation(
             jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
         )
     value, se = _combine(n, sv, svv, nf, k, s.logits, zmean @ b0, y_ref)
-    used = unit * (num_samples // unit)
-    return value, se, used
+    return value, se, num_samples  # make_layout places exactly num_samples points
 
 
 def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int, js_bump=False):
