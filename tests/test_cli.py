@@ -330,9 +330,14 @@ def test_tol_default_is_fit_em_default():
 
     from gmmjax.fit import fit_em
 
-    default = inspect.signature(fit_em).parameters["tol"].default
+    params = inspect.signature(fit_em).parameters
     for sub in (["demo"], ["fit", "d.csv", "-k", "2", "-o", "m.json"], ["compare", "a", "b"]):
-        assert cli.build_parser().parse_args(sub).tol == default
+        args = cli.build_parser().parse_args(sub)
+        assert args.tol == params["tol"].default
+        assert args.max_iter == params["max_iter"].default
+    # and that default converges: far below sklearn's 1e-3, which stops the demo's EM
+    # after 4 iterations short of the optimum (issue 14, item 7)
+    assert params["tol"].default <= 1e-5
 
 
 def _two_kls(*names):

@@ -98,7 +98,13 @@ def _fit_options(sp: argparse.ArgumentParser, k_required: bool, column: bool = T
         choices=("full", "tied", "diag", "spherical"),
         help="covariance type (default full; 1-D data always fit univariate)",
     )
-    g.add_argument("--max-iter", type=_positive_int, default=200, help="EM iterations (200)")
+    max_iter = _fit_em_default("max_iter")
+    g.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=max_iter,
+        help=f"most EM iterations (default {max_iter}, fit_em's; EM stops at --tol first)",
+    )
     g.add_argument("--n-init", type=_positive_int, default=3, help="EM restarts (default 3)")
     tol = _fit_em_default("tol")
     g.add_argument(
