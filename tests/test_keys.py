@@ -41,3 +41,14 @@ def test_bad_keys_say_what_a_key_is(key, err, match):
         as_key(key)
     with pytest.raises(err, match=match):
         g.kl_estimate(P, Q, key, 100)
+
+
+def test_fit_em_accepts_an_integer_seed():
+    import numpy as np
+
+    from gmmjax import fit_em
+
+    x = np.random.default_rng(0).normal(size=(200, 2))
+    a = fit_em(x, 2, key=3, max_iter=5)
+    b = fit_em(x, 2, key=jax.random.key(3), max_iter=5)  # JAX's own key is the reference
+    np.testing.assert_array_equal(np.asarray(a.mixture.locs), np.asarray(b.mixture.locs))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gmmjax._keys import as_key
 from gmmjax.fit import _check, _stats
 from gmmjax.fit.init import INITS, initial_responsibilities
 from gmmjax.fit.scoring import aic, bic, predict, predict_proba, score
@@ -383,6 +384,7 @@ def fit_em(
         if kind in INITS:
             raise ValueError(f"fit_em: init={init!r} is random: pass key=jax.random.key(seed)")
         key = jax.random.key(0)  # unused: the initialization is given
+    key = as_key(key)  # an integer seed is accepted too
     # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
     static = (t, k, kind, _lbs_len(int(max_iter)))
