@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = "sklearn.mixture.tests.test_bayesian_mixture"
 
 
-# ~260 s wall (80 s CPU) on the loaded 2-core VM, most of it compiling the loop for the
+# 256-319 s wall (80-98 s CPU) on the loaded 2-core VM, most of it compiling the loop for the
 # suite's many distinct (covariance type, prior, shape) configurations
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
