@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gmmjax.gaussian import COVARIANCE_TYPES, scale_tril_from_precision
+from gmmjax.gaussian import COVARIANCE_TYPES, cholesky, scale_tril_from_precision
 
 # number of trailing (non-batch) dimensions of the stored scale factor
 SCALE_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1, "univariate": 1}
@@ -105,7 +105,7 @@ def _scale_from(covariance_type, covariance_matrix, precision_matrix, scale_tril
         _check_finite("covariance_matrix", c)
         if dense:
             _check_symmetric("covariance_matrix", c)
-            return "covariance_matrix", jnp.linalg.cholesky(c)
+            return "covariance_matrix", cholesky(c)
         if is_concrete(c) and np.any(np.asarray(c) <= 0):
             raise _not_pd("covariance_matrix", covariance_type)
         return "covariance_matrix", jnp.sqrt(c)

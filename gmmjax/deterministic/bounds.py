@@ -44,7 +44,7 @@ from gmmjax.deterministic._pairs import (
     pairwise_log_overlap,
     weighted_logsumexp,
 )
-from gmmjax.gaussian import gaussian_kl
+from gmmjax.gaussian import cholesky, gaussian_kl
 
 __all__ = ["KLBounds", "kl_bounds"]
 
@@ -86,8 +86,8 @@ class KLBounds(NamedTuple):
 def _moment_matched_kl(p, q) -> jax.Array:
     if p.covariance_type == "univariate":
         return gaussian_kl(p.mean, jnp.sqrt(p.variance), q.mean, jnp.sqrt(q.variance))
-    lp = jnp.linalg.cholesky(p.covariance_matrix)
-    lq = jnp.linalg.cholesky(q.covariance_matrix)
+    lp = cholesky(p.covariance_matrix)
+    lq = cholesky(q.covariance_matrix)
     return gaussian_kl(p.mean, lp, q.mean, lq, univariate=False)
 
 
