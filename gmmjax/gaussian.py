@@ -158,7 +158,7 @@ def cholesky_factors(a: jax.Array) -> tuple[jax.Array, jax.Array]:
       G. H. Golub and C. F. Van Loan, *Matrix Computations*, 4th ed. (2013), §4.2.
     """
     a = jnp.asarray(a)
-    return _cholesky_blocked(0.5 * (a + jnp.swapaxes(a, -1, -2)))
+    return _cholesky_blocked(0.5 * a + 0.5 * jnp.swapaxes(a, -1, -2))  # no overflow at 3e38
 
 
 def cholesky(a: jax.Array) -> jax.Array:
@@ -254,10 +254,16 @@ def log_gaussian_kernel(
         maha = jnp.sum(y * y, axis=-1)[:, None] - 2.0 * (y @ m.T) + jnp.sum(m * m, axis=-1)[None, :]
         maha = jnp.maximum(maha, 0.0)
     elif covariance_type == "diag":
+        # rescale each coordinate by its largest precision so that x², p² stay in range
+        # at variances near float32's limits (1e±38); exact, since (x c)²(p/c)² = x²p²
+        c = jax.lax.stop_gradient(jnp.max(prec, axis=0))
+        xc, mc, prec = xc * c, mc * c, prec / c
         p2 = prec * prec
         maha = (xc * xc) @ p2.T - 2.0 * (xc @ (mc * p2).T) + jnp.sum(mc * mc * p2, axis=-1)[None, :]
         maha = jnp.maximum(maha, 0.0)
     elif covariance_type == "spherical":
+        c = jax.lax.stop_gradient(jnp.max(prec))  # as for diag
+        xc, mc, prec = xc * c, mc * c, prec / c
         p2 = prec * prec
         maha = (
             jnp.sum(xc * xc, axis=-1)[:, None] * p2[None, :]
