@@ -110,8 +110,10 @@ def test_kl_beyond_float32_range_says_so(case):
     p, q = _gauss(0.0, 1.0), _gauss(mu, sd)
     if _X64:
         est = g.kl_estimate(p, q, _KEY, num_samples=512)
-        # log p - log q = 5e39 + O(1e20 x): relative spread 1e-19, far below 1e-6
-        assert float(est.value) == pytest.approx(truth, rel=1e-6)
+        # finite in float64; the narrow case is (1 + x²)/2e-40 with Monte Carlo spread,
+        # so compare within 4 standard errors (plus 1e-6 relative for the far case's
+        # nearly constant terms)
+        assert abs(float(est.value) - truth) <= 4 * float(est.stderr) + 1e-6 * truth
         return
     with pytest.warns(RuntimeWarning, match=r"infinite in float32.*jax_enable_x64"):
         est = g.kl_estimate(p, q, _KEY, num_samples=512)
