@@ -11,7 +11,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr, logsumexp
 
 from gmmjax._params import SCALE_NDIM
-from gmmjax.gaussian import tril_inverse
+from gmmjax.gaussian import cholesky, tril_inverse
 
 
 class MomentsMixin:
@@ -89,7 +89,7 @@ class MomentsMixin:
         """Lower Cholesky factor of the mixture covariance (the std dev in 1-D)."""
         if self.covariance_type == "univariate":
             return jnp.sqrt(self.variance)
-        return jnp.linalg.cholesky(self.covariance_matrix)
+        return cholesky(self.covariance_matrix)
 
     @property
     def precision_matrix(self) -> jax.Array:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import constraints
 
-from gmmjax.gaussian import COVARIANCE_TYPES, scale_tril_from_precision
+from gmmjax.gaussian import COVARIANCE_TYPES, cholesky, scale_tril_from_precision
 
 # number of trailing (non-batch) dimensions of the stored scale factor
 SCALE_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1, "univariate": 1}
@@ -130,7 +130,7 @@ def to_scale_param(covariance_type: str, name: str, value: jax.Array) -> jax.Arr
     """The stored factor from one covariance argument (no checks)."""
     if covariance_type in ("full", "tied"):
         if name == "covariance_matrix":
-            return jnp.linalg.cholesky(value)
+            return cholesky(value)
         if name == "precision_matrix":
             return scale_tril_from_precision(value)
         return jnp.tril(value)

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from gmmjax.gaussian import cholesky
+
 _STATE = threading.local()
 
 
@@ -215,7 +217,7 @@ def _checks(raw: dict, covariance_type: str):
                     None,
                 )
             )
-            chol = jnp.linalg.cholesky(jnp.where(asym, c, jnp.eye(c.shape[-1], dtype=c.dtype)))
+            chol = cholesky(jnp.where(asym, c, jnp.eye(c.shape[-1], dtype=c.dtype)))
             diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
             out.append((jnp.isfinite(diag) & (diag > 0), _not_pd(name, covariance_type), None))
     else:

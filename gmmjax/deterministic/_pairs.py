@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gmmjax.gaussian import gaussian_kl, log_gaussian_overlap, tril_inverse
+from gmmjax.gaussian import cholesky_factors, gaussian_kl, log_gaussian_overlap
 from gmmjax.mixture import GaussianMixture
 
 
@@ -133,9 +133,9 @@ def pairwise_log_bc(a: Dense, b: Dense) -> jax.Array:
     ``S = (Σ_a + Σ_b)/2`` and ``δ = μ_a - μ_b`` (Bhattacharyya 1943).
     """
     s = 0.5 * (a.cov[:, None] + b.cov[None])
-    chol = jnp.linalg.cholesky(s)
+    chol, chol_inv = cholesky_factors(s)
     delta = a.loc[:, None] - b.loc[None]
-    z = (tril_inverse(chol) @ delta[..., None])[..., 0]
+    z = (chol_inv @ delta[..., None])[..., 0]
     logdet_s = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     logdet_a = 2.0 * jnp.sum(jnp.log(jnp.diagonal(a.tril, axis1=-2, axis2=-1)), axis=-1)
     logdet_b = 2.0 * jnp.sum(jnp.log(jnp.diagonal(b.tril, axis1=-2, axis2=-1)), axis=-1)

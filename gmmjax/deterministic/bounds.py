@@ -44,7 +44,7 @@ from gmmjax.deterministic._pairs import (
     pairwise_log_overlap,
     weighted_logsumexp,
 )
-from gmmjax.gaussian import gaussian_kl
+from gmmjax.gaussian import cholesky, gaussian_kl
 
 __all__ = ["KLBounds", "kl_bounds"]
 
@@ -86,8 +86,8 @@ class KLBounds(NamedTuple):
 def _moment_matched_kl(p, q) -> jax.Array:
     if p.covariance_type == "univariate":
         return gaussian_kl(p.mean, jnp.sqrt(p.variance), q.mean, jnp.sqrt(q.variance))
-    lp = jnp.linalg.cholesky(p.covariance_matrix)
-    lq = jnp.linalg.cholesky(q.covariance_matrix)
+    lp = cholesky(p.covariance_matrix)
+    lq = cholesky(q.covariance_matrix)
     return gaussian_kl(p.mean, lp, q.mean, lq, univariate=False)
 
 
@@ -102,22 +102,32 @@ def _unscented(p, q, a) -> jax.Array:
     return jnp.sum(jnp.exp(a.logw) * jnp.mean(diff, axis=-1))
 
 
+def _log_normalize(log_x, axis):
+    """``log_x - logsumexp(log_x, axis)``; an all-zero-weight slice stays ``-inf`` (not NaN)."""
+    dead = jnp.all(log_x == -jnp.inf, axis=axis, keepdims=True)
+    lse = logsumexp(jnp.where(dead, 0.0, log_x), axis=axis, keepdims=True)  # no NaN gradient
+    return log_x - jnp.where(dead, 0.0, lse)
+
+
 def _variational_upper(logpi, logw, kl_ab, n_iter: int) -> jax.Array:
     """Alternating minimisation of the convexity bound (Hershey & Olsen 2007).
 
     Starts from ``φ = ψ = π ⊗ ω`` (the plain convexity bound ``Σ π_a ω_b KL_ab``); each
     update keeps ``(φ, ψ)`` feasible, so the value is an upper bound at every step.
+    Zero-weight components (``π_a = 0`` or ``ω_b = 0``) get ``φ_ab = 0`` and contribute
+    ``0 log 0 = 0``, with finite gradients.
     """
     log_phi0 = logpi[:, None] + logw[None, :]
 
     def step(_, log_phi):
-        log_psi = logw[None, :] + log_phi - logsumexp(log_phi, axis=0, keepdims=True)
-        s = log_psi - kl_ab
-        return logpi[:, None] + s - logsumexp(s, axis=1, keepdims=True)
+        log_psi = logw[None, :] + _log_normalize(log_phi, 0)
+        return logpi[:, None] + _log_normalize(log_psi - kl_ab, 1)
 
     log_phi = jax.lax.fori_loop(0, n_iter, step, log_phi0)
-    log_psi = logw[None, :] + log_phi - logsumexp(log_phi, axis=0, keepdims=True)
-    return jnp.sum(jnp.exp(log_phi) * (log_phi - log_psi + kl_ab))
+    log_psi = logw[None, :] + _log_normalize(log_phi, 0)
+    live = log_phi > -jnp.inf
+    lphi, lpsi = jnp.where(live, log_phi, 0.0), jnp.where(live, log_psi, 0.0)
+    return jnp.sum(jnp.where(live, jnp.exp(lphi) * (lphi - lpsi + kl_ab), 0.0))
 
 
 def _kl_bounds_one(p, q, *, n_iter: int) -> KLBounds:
@@ -143,7 +153,8 @@ def _kl_bounds_one(p, q, *, n_iter: int) -> KLBounds:
     cost = kl_ab - b.logw[None, :]
     match = jax.lax.stop_gradient(jnp.argmin(cost, axis=1))
     kl_m = jnp.take_along_axis(kl_ab, match[:, None], axis=1)[:, 0]
-    matched = jnp.sum(pi * (kl_m + a.logw - b.logw[match]))
+    matched_a = kl_m + a.logw - b.logw[match]  # -inf where π_a = 0: 0·(-inf) is no term
+    matched = jnp.sum(jnp.where(pi > 0, pi * jnp.where(pi > 0, matched_a, 0.0), 0.0))
 
     zero = jnp.zeros((), d_lower.dtype)
     return KLBounds(

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from gmmjax.gaussian import log_gaussian_kernel, precision_cholesky, tril_inverse
+from gmmjax.gaussian import cholesky, cholesky_factors, log_gaussian_kernel, tril_inverse
 
 
 def _eps(dtype) -> float:
@@ -153,13 +153,13 @@ def mstep(stats, tied_scatter, reg_covar, covariance_type):
     if covariance_type == "full":
         cov = sxx / nk[:, None, None] - means[:, :, None] * means[:, None, :]
         cov = cov + reg_covar * eye
-        scale = jnp.linalg.cholesky(cov)
-        prec = precision_cholesky(scale)
+        scale, scale_inv = cholesky_factors(cov)  # no LAPACK call (see cholesky_factors)
+        prec = jnp.swapaxes(scale_inv, -1, -2)
     elif covariance_type == "tied":
         cov = (tied_scatter - jnp.einsum("k,kd,ke->de", nk, means, means)) / jnp.sum(nk)
         cov = cov + reg_covar * eye
-        scale = jnp.linalg.cholesky(cov)
-        prec = precision_cholesky(scale)
+        scale, scale_inv = cholesky_factors(cov)  # no LAPACK call (see cholesky_factors)
+        prec = jnp.swapaxes(scale_inv, -1, -2)
     else:
         var = sxx / nk[:, None] - means * means + reg_covar
         if covariance_type == "spherical":
@@ -183,7 +183,7 @@ def params_from_precisions(precisions, covariance_type):
     p = jnp.asarray(precisions)
     if covariance_type in ("full", "tied"):
         flipped = jnp.flip(p, axis=(-1, -2))
-        prec = jnp.flip(jnp.linalg.cholesky(flipped), axis=(-1, -2))
+        prec = jnp.flip(cholesky(flipped), axis=(-1, -2))
         # scale = P⁻ᵀ = (Pᵀ)⁻¹, Pᵀ lower triangular: one triangular inversion per component
         scale = tril_inverse(jnp.swapaxes(prec, -1, -2))
         return prec, scale

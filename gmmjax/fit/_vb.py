@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import betaln, digamma, gammaln
 
-from gmmjax.gaussian import _log_det_prec, log_gaussian_kernel, precision_cholesky
+from gmmjax.gaussian import _log_det_prec, cholesky, log_gaussian_kernel, precision_cholesky
 
 
 class VBPriors(NamedTuple):
@@ -162,7 +162,7 @@ def _update(stats, tied_scatter, pri: VBPriors, reg, covariance_type, prior_type
         cov = cov / dof
     if covariance_type in ("full", "tied"):
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))  # exactly symmetric (GEMM rounding)
-        prec = precision_cholesky(jnp.linalg.cholesky(cov))
+        prec = precision_cholesky(cholesky(cov))
         ok = jnp.all(jnp.isfinite(prec))
     else:
         ok = jnp.all(cov > 0)

@@ -61,6 +61,7 @@ from gmmjax.fit._vb import (
     weighted_log_prob,
 )
 from gmmjax.fit.init import INITS, initial_responsibilities
+from gmmjax.gaussian import cholesky
 from gmmjax.mixture import GaussianMixture
 
 __all__ = [
@@ -372,7 +373,7 @@ def expected_mixture(st: VBState, covariance_type: str, prior_type: str) -> Gaus
     ``covariances_`` (scikit-learn's ``weights_``, ``means_``, ``covariances_``)."""
     cov = jnp.asarray(st.covariances)
     if covariance_type in ("full", "tied"):
-        scale = jnp.linalg.cholesky(cov)
+        scale = cholesky(cov)
     else:
         scale = jnp.sqrt(cov)
     w = expected_weights(st, prior_type)

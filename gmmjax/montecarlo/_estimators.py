@@ -78,7 +78,19 @@ def log_density(d, *, stop: bool = False):
     if m is None:
         return d.log_prob
     prec, locs, logits, t = m.precisions_cholesky, m.locs, m.logits, m.covariance_type
-    return lambda x: jax.nn.logsumexp(log_gaussian_kernel(x, locs, prec, t) + logits, axis=-1)
+    return lambda x: _safe_logsumexp(log_gaussian_kernel(x, locs, prec, t) + logits)
+
+
+def _safe_logsumexp(a):
+    """``logsumexp`` over the last axis whose gradient is 0, not NaN, where every term is -inf.
+
+    A point 1e20 standard deviations from every component has ``log d(x) = -inf`` in
+    float32; the divergences handle that value (JS gets its exact ``log 2``), and this
+    keeps its gradient finite.
+    """
+    dead = jnp.all(a == -jnp.inf, axis=-1)
+    out = jax.nn.logsumexp(jnp.where(dead[..., None], 0.0, a), axis=-1)
+    return jnp.where(dead, -jnp.inf, out)
 
 
 def kernel_cost(d) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -140,7 +141,7 @@ def _batched(fn, dists, key, num_samples, method, chunk_size):
             + " and ".join(str(tuple(d.batch_shape)) for d in conv)
         ) from None
     if not batch:
-        return fn(*conv, key, n, method, chunk)
+        return _warn_overflow(fn(*conv, key, n, method, chunk))
     nb = math.prod(batch)
     if chunk_size is None:
         # the chunk is per pair and vmap evaluates every pair's chunk at once: share the
@@ -151,11 +152,33 @@ def _batched(fn, dists, key, num_samples, method, chunk_size):
     out = jax.vmap(lambda *a: fn(*a[:-1], a[-1], n, method, chunk), in_axes=axes)(
         *flat, jax.random.split(key, nb)
     )
-    return jax.tree_util.tree_map(lambda a: a.reshape(batch), out)
+    return _warn_overflow(jax.tree_util.tree_map(lambda a: a.reshape(batch), out))
 
 
 def _estimate(value, se, used):
+    # an infinite value (float overflow, see _warn_overflow) has an infinite, not NaN, stderr
+    se = jnp.where(jnp.isinf(value), jnp.inf, se)
     return Estimate(value, se, jnp.asarray(used, dtype=jnp.int32))
+
+
+def _warn_overflow(out):
+    """Outside ``jit``: say why a divergence came out infinite (it is finite for Gaussians)."""
+    v = out.value
+    if isinstance(v, jax.core.Tracer) or not bool(jnp.any(jnp.isinf(v))):
+        return out
+    hint = (
+        "enable float64 with jax.config.update('jax_enable_x64', True) (float32 overflows "
+        "past 3.4e38)"
+        if v.dtype == jnp.float32
+        else "rescale the data: float64 overflows past 1.8e308"
+    )
+    warnings.warn(
+        f"the estimate is infinite in {v.dtype}: a log-density ratio overflowed (components "
+        f"so far apart or so narrow that the divergence exceeds the float range); {hint}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return out
 
 
 def _one_side(d, key, n, method, chunk, h_fn, *, log_mode=False):
@@ -250,9 +273,15 @@ def kl_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
 
 # -------------------------------------------------------------------- JS
 def _js_term(delta):
-    """``log 2 - H_b(s)``, ``s = sigmoid(Δ)``: in ``[0, log 2]`` for every Δ."""
-    s = jax.nn.sigmoid(delta)
-    h_b = s * jax.nn.softplus(-delta) + (1.0 - s) * jax.nn.softplus(delta)
+    """``log 2 - H_b(s)``, ``s = sigmoid(Δ)``: in ``[0, log 2]`` for every Δ, ±inf included.
+
+    ``H_b`` is even in Δ; with ``a = |Δ|``, ``H_b = softplus(-a) + a·sigmoid(-a)``. Capping
+    ``a`` at 100 (``H_b(100) < 4e-42``) keeps ``Δ = ±inf`` (one density underflowed, as for
+    components 1e20 standard deviations apart) at the exact ``log 2`` with a zero gradient,
+    instead of ``0·inf = NaN``.
+    """
+    a = jnp.minimum(jnp.abs(delta), 100.0)
+    h_b = jax.nn.softplus(-a) + a * jax.nn.sigmoid(-a)
     return jnp.clip(_LOG2 - h_b, 0.0, _LOG2)
 
 

@@ -180,7 +180,8 @@ def renyi_estimate(
       `Estimate`; ``stderr`` by the delta method.
 
     Raises:
-      ValueError: ``alpha <= 0``.
+      ValueError: ``alpha <= 0``, NaN, or infinite (the max-divergence is a supremum,
+        not an expectation).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -194,6 +195,13 @@ def renyi_estimate(
     alpha = float(alpha)
     if not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha}")
+    if alpha == float("inf"):
+        raise ValueError(
+            "renyi_estimate: alpha=inf is the max-divergence D_∞ = log sup_x p(x)/q(x), a "
+            "supremum that sampling cannot estimate (no mean, no standard error); pass a "
+            "finite alpha (D_α increases to D_∞ as alpha grows) or maximise log p - log q "
+            "with an optimizer"
+        )
     if alpha == 1.0:
         from gmmjax.montecarlo.divergences import kl_estimate
 
