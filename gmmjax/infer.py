@@ -12,8 +12,29 @@
 
   It is pathwise in the means and scales and *exactly* differentiable in the
   mixture weights (no score function), and uses the sticking-the-landing
-  gradient by default. NumPyro's ``Trace_ELBO`` gives the weights no gradient
-  at all, because the draw of a component is not reparameterizable.
+  gradient by default. ``objective="siwae"`` uses the stratified importance-weighted
+  bound of Morningstar et al. (2021) instead.
+
+What NumPyro's ``Trace_ELBO`` does with this guide, precisely: it draws one
+``z ~ q`` (a component ``c`` from the weights, then ``z = μ_c + L_c ε``) and
+differentiates ``log q(z) - log p̃(z)`` at that draw. ``z`` depends on the means and
+scales (pathwise) but not on the weights: the discrete draw of ``c`` carries no
+gradient, and ``Trace_ELBO`` adds no score-function term for it. So the weights'
+gradient is *not* zero: it is ``∂/∂logits log q(z) = r(z) - w`` (responsibilities
+minus weights) at the draw, whose mean under ``q`` is exactly zero (the score
+identity) whatever the target. The true weight gradient, the missing term
+``E_q[(log q - log p̃) ∂ log w_c]``, is absent: the weights get zero-mean noise, not a
+signal. Adam rescales that noise to steps of about the learning rate, so the weights
+random-walk (0.5/0.5 drifted to 0.98/0.02 in 2000 steps at 0.02). ``MixtureELBO``
+gives the exact gradient instead. ``tests/test_infer.py`` checks both halves.
+
+Mode collapse (issue 10, not solved): on the label-switching model of
+``benchmarks/bench_vi.py`` K = 2 still collapses onto one mode in most seeds with either
+objective (``benchmarks/RESULTS.md``): components that start in the same basin of
+attraction stay there, since no local objective lets a component sense a mode its
+samples never reach. SIWAE is not the default because it did no better (0 of 10 seeds)
+and its bound is flat in the weights once the components separate
+(``q(z_a) ≈ w_a q_a(z_a)`` cancels ``w_a``), so its weights do not learn.
 
 References:
   Kucukelbir et al., *Automatic Differentiation Variational Inference*, JMLR 18
@@ -31,12 +52,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+from jax.scipy.special import logsumexp
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.elbo import ELBO
 from numpyro.infer.initialization import init_to_median
-from numpyro.infer.util import potential_energy
+from numpyro.infer.util import initialize_model, potential_energy
 
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo.divergences import DEFAULT_METHOD, kl_divergence
@@ -44,6 +66,7 @@ from gmmjax.montecarlo.divergences import DEFAULT_METHOD, kl_divergence
 __all__ = ["AutoGaussianMixture", "MixtureELBO"]
 
 _GUIDE_TYPES = ("full", "diag")
+_OBJECTIVES = ("elbo", "siwae")
 
 
 class AutoGaussianMixture(AutoContinuous):
@@ -58,8 +81,19 @@ class AutoGaussianMixture(AutoContinuous):
     ``Φ⁻¹((k + ½)/K)`` in an order drawn from ``seed``), so that the components
     start apart and can move to different modes.
 
-    Train it with :class:`MixtureELBO`; ``Trace_ELBO`` also runs, but gives the
-    weights no gradient.
+    Each component starts at its own ``init_loc_fn`` draw (``K`` draws; with the
+    default ``init_to_median`` they nearly coincide and the offsets set them apart).
+
+    Train it with :class:`MixtureELBO`; ``Trace_ELBO`` also runs, but its weight
+    gradient is zero-mean noise (see the module docstring), so the weights drift
+    instead of learning.
+
+    Choosing ``K`` (measured on a label-switching model, ``benchmarks/bench_vi.py``):
+    at least the number of modes you expect. Surplus components did not find more
+    modes (K = 4 covered both of two modes in 0 of 6 seeds, K = 2 in 1 of 3), so start
+    components apart instead (an ``init_loc_fn`` that draws, such as
+    ``init_to_sample``, gives each component its own draw; ``init_spread`` adds
+    offsets), and remove symmetry-only modes from the model (ordered means).
 
     Args:
       model: a NumPyro model with continuous latent variables (no local latents).
@@ -122,6 +156,26 @@ class AutoGaussianMixture(AutoContinuous):
         self._seed = int(seed)
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
 
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        # one init_loc_fn draw per component (the first is the prototype's own point)
+        k = self.n_components
+        draws = [self._init_latent]
+        if k > 1:
+            keys = jax.random.split(numpyro.prng_key(), k - 1)
+            for key in keys:
+                with handlers.block():
+                    params = initialize_model(
+                        key,
+                        self.model,
+                        init_strategy=self.init_loc_fn,
+                        dynamic_args=False,
+                        model_args=args,
+                        model_kwargs=kwargs,
+                    )[0][0]
+                draws.append(jnp.concatenate([jnp.ravel(params[n]) for n in self._init_locs]))
+        self._init_latents = jnp.stack(draws)
+
     def _names(self):
         p = self.prefix
         scale = f"{p}_scale_tril" if self.covariance_type == "full" else f"{p}_scale"
@@ -133,7 +187,7 @@ class AutoGaussianMixture(AutoContinuous):
         offsets = _latin_hypercube_normal(k, d, self._seed) * self._init_spread
         dtype = jnp.result_type(self._init_latent)
         logits = numpyro.param(n_logits, jnp.zeros(k, dtype))
-        locs = numpyro.param(n_locs, self._init_latent + jnp.asarray(offsets, dtype))
+        locs = numpyro.param(n_locs, self._init_latents.astype(dtype) + jnp.asarray(offsets, dtype))
         if self.covariance_type == "full":
             init = jnp.broadcast_to(jnp.eye(d, dtype=dtype) * self._init_scale, (k, d, d))
             scale = numpyro.param(n_scale, init, constraint=constraints.scaled_unit_lower_cholesky)
@@ -191,17 +245,42 @@ class MixtureELBO(ELBO):
 
     Args:
       num_samples: points per step (static), shared among the components.
-      method: the sampling plan (``"stratified"``, ``"qmc"``, ``"antithetic"``,
-        ``"iid"``); the gmmjax default when omitted.
-      stl: sticking-the-landing gradients (default on).
+      objective: ``"elbo"`` (the stratified ELBO above) or ``"siwae"``: minus the
+        stratified importance-weighted bound
+        ``E log Σ_a w_a (1/T) Σ_t p̃(z_at)/q(z_at)``, ``z_at ~ q_a``, averaged over
+        ``num_samples // (K·inner)`` replicates (Morningstar et al. 2021, eq. 7);
+        reparameterized gradients, exact in the weights. 19× faster per step than
+        ``"elbo"`` today, but flat in the weights once components separate, and no
+        better against mode collapse (module docstring), so not the default.
+      inner: ``T``, the draws per component inside one SIWAE bound.
+      method: the sampling plan for ``"elbo"`` (``"stratified"``, ``"qmc"``,
+        ``"antithetic"``, ``"iid"``); the gmmjax default when omitted.
+      stl: sticking-the-landing gradients for ``"elbo"`` (default on).
 
     Raises:
+      ValueError: an unknown ``objective`` or ``inner < 1``.
       TypeError: the guide is not an :class:`AutoGaussianMixture`.
     """
 
-    def __init__(self, num_samples: int = 256, *, method: str = DEFAULT_METHOD, stl: bool = True):
+    def __init__(
+        self,
+        num_samples: int = 256,
+        *,
+        objective: str = "elbo",
+        inner: int = 1,
+        method: str = DEFAULT_METHOD,
+        stl: bool = True,
+    ):
+        if objective not in _OBJECTIVES:
+            raise ValueError(
+                f"MixtureELBO: objective must be one of {_OBJECTIVES}, got {objective!r}"
+            )
+        if int(inner) < 1:
+            raise ValueError(f"MixtureELBO: inner must be >= 1, got {inner}")
         super().__init__(num_particles=1)
         self.num_samples = int(num_samples)
+        self.objective = objective
+        self.inner = int(inner)
         self.method = method
         self.stl = bool(stl)
 
@@ -224,9 +303,29 @@ class MixtureELBO(ELBO):
         def log_joint(z):  # z: (D,) unconstrained latents
             return -potential_energy(sub_model, args, kwargs, guide._unpack_latent(z))
 
+        if self.objective == "siwae":
+            loss = _siwae_loss(q, jax.vmap(log_joint), rng_key, self.num_samples, self.inner)
+            return {"loss": loss, "mutable_state": None}
         target = _LogDensity(jax.vmap(log_joint), (guide.latent_dim,))
         loss = kl_divergence(q, target, rng_key, self.num_samples, method=self.method, stl=self.stl)
         return {"loss": loss, "mutable_state": None}
+
+
+def _siwae_loss(q: GaussianMixture, log_joint, key, num_samples: int, inner: int):
+    """Minus the stratified importance-weighted bound, averaged over replicates.
+
+    ``z_{rat} = μ_a + L_a ε_{rat}``, ``t < T = inner`` draws per component ``a`` in
+    each of ``R = max(1, num_samples // (K T))`` replicates ``r``, and
+    ``loss = -mean_r log Σ_a w_a (1/T) Σ_t p̃(z_{rat}) / q(z_{rat})``.
+    """
+    k, d = q.n_components, q.dim
+    reps = max(1, num_samples // (k * inner))
+    eps = jax.random.normal(key, (reps, k, inner, d), dtype=q.locs.dtype)
+    z = q.locs[None, :, None, :] + jnp.einsum("ade,rate->ratd", q.component_scale_tril, eps)
+    z = z.reshape(-1, d)
+    log_w = (log_joint(z) - q.log_prob(z)).reshape(reps, k, inner)
+    bound = logsumexp(log_w + q.logits[None, :, None], axis=(1, 2)) - jnp.log(inner)
+    return -jnp.mean(bound)
 
 
 class _LogDensity:
