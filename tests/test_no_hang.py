@@ -121,7 +121,7 @@ print("done")
 @pytest.mark.timeout(600)
 def test_batched_bounds_estimates_and_em_finish_under_default_flags():
     # Before the fix kl_bounds alone hung on 500 pairs in 5 of 5 runs (2-core CPU). Under
-    # load from parallel work the script took ~3 min here (mostly compilation); a
+    # load from parallel work the test took 1-4 min here (59 s at load 6; mostly compilation); a
     # deadlock never finishes, so the timeout separates the two with a wide margin.
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"
