@@ -1,5 +1,6 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
+from gmmjax._compile import enable_compilation_cache
 from gmmjax.deterministic import (
     BhattacharyyaBounds,
     KLBounds,
@@ -80,6 +81,7 @@ __all__ = [
     "cross_entropy_estimate",
     "entropy",
     "entropy_estimate",
+    "enable_compilation_cache",
     "f_divergence",
     "f_divergence_estimate",
     "fit_em",

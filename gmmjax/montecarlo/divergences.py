@@ -37,6 +37,7 @@ import operator
 import jax
 import jax.numpy as jnp
 
+from gmmjax._compile import compiled
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import (
     Estimate,
@@ -168,6 +169,7 @@ def _log_ratio(p, q, *, stop_p=False, stop_q=False):
 
 
 # -------------------------------------------------------------------- KL
+@compiled
 def kl_estimate(
     p,
     q,
@@ -243,6 +245,7 @@ def _js_term(delta):
     return jnp.clip(_LOG2 - h_b, 0.0, _LOG2)
 
 
+@compiled
 def js_estimate(
     p,
     q,
@@ -291,6 +294,7 @@ def js_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
 
 
 # -------------------------------------------------------------- Jeffreys
+@compiled
 def jeffreys_estimate(
     p,
     q,
@@ -325,6 +329,7 @@ def jeffreys_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwa
 
 
 # ------------------------------------------------------- (cross-)entropy
+@compiled
 def cross_entropy_estimate(
     p,
     q,
@@ -355,6 +360,7 @@ def cross_entropy(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
     return cross_entropy_estimate(p, q, key, num_samples, **kwargs).value
 
 
+@compiled
 def entropy_estimate(
     p,
     key,

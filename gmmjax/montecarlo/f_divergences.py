@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gmmjax._compile import compiled
 from gmmjax.montecarlo._estimators import Estimate
 from gmmjax.montecarlo.divergences import (
     DEFAULT_METHOD,
@@ -57,6 +58,7 @@ def _m_expectation(term, p, q, key, num_samples, method, chunk_size):
     return _batched(fn, (p, q), key, num_samples, method, chunk_size)
 
 
+@compiled
 def total_variation_estimate(
     p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
 ) -> Estimate:
@@ -91,6 +93,7 @@ def _sech(y):
     return 2.0 * e / (1.0 + e * e)
 
 
+@compiled
 def squared_hellinger_estimate(
     p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
 ) -> Estimate:
@@ -111,6 +114,7 @@ def squared_hellinger(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwarg
     return squared_hellinger_estimate(p, q, key, num_samples, **kwargs).value
 
 
+@compiled
 def f_divergence_estimate(
     p,
     q,
@@ -155,6 +159,7 @@ def f_divergence(p, q, key, f, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs)
     return f_divergence_estimate(p, q, key, f, num_samples, **kwargs).value
 
 
+@compiled
 def renyi_estimate(
     p,
     q,
