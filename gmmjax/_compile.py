@@ -42,6 +42,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from gmmjax import _sharding
+
 __all__ = ["compiled", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
 
 DEFAULT_CACHE_DIR = (
@@ -119,7 +121,13 @@ def compiled(fn):
     sig = inspect.signature(fn)
 
     def _run(dynamic, static):
-        return fn(**dynamic, **dict(static.items))
+        kwargs = dict(static.items)
+        mesh = _sharding.check_mesh(kwargs.get("mesh"))
+        if mesh is None:
+            return fn(**dynamic, **kwargs)
+        dynamic, batched = _sharding.shard_pairs(dynamic, mesh)
+        with _sharding.points_sharded_over(None if batched else mesh):
+            return fn(**dynamic, **kwargs)
 
     jitted = jax.jit(_run, static_argnums=(1,))
 
@@ -144,6 +152,9 @@ def compiled(fn):
             key = _Static(tuple(static))
         except TypeError:  # unhashable static value
             return fn(*args, **kwargs)
+        mesh = key_mesh = dict(static).get("mesh")
+        if isinstance(key_mesh, Mesh):
+            dynamic = _sharding.replicate_for(mesh, dynamic)
         return jitted(dynamic, key)
 
     wrapper.__wrapped__ = fn

@@ -29,6 +29,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gmmjax._sharding import constrain_points
+
 __all__ = [
     "COVARIANCE_TYPES",
     "log_gaussian_kernel",
@@ -148,6 +150,7 @@ def log_gaussian_kernel(
       >>> out.shape
       (4, 3)
     """
+    x = constrain_points(x)  # split over the devices of a ``mesh=`` call (gmmjax._sharding)
     if covariance_type == "univariate":
         z = (x[:, None] - locs[None, :]) * prec[None, :]
         return -0.5 * z * z + jnp.log(prec)[None, :] - 0.5 * _LOG_2PI

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gmmjax.fit import _stats
+from gmmjax.fit._sharded import shard_data
 from gmmjax.fit.init import INITS, initial_responsibilities
 from gmmjax.fit.scoring import aic, bic, predict, predict_proba, score
 from gmmjax.mixture import GaussianMixture
@@ -226,6 +227,7 @@ def fit_em(
     weights_init=None,
     means_init=None,
     precisions_init=None,
+    mesh=None,
 ) -> EMResult:
     """Fit a Gaussian mixture by expectation–maximization (scikit-learn semantics).
 
@@ -262,6 +264,8 @@ def fit_em(
       precisions_init: initial precision matrices (inverse covariances) in
         scikit-learn's layout: ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag,
         ``(K,)`` spherical or 1-D.
+      mesh: a ``jax.sharding.Mesh``: split the data over its devices and sum the
+        E-step statistics across them (:mod:`gmmjax.fit._sharded`).
 
     Returns:
       An :class:`EMResult` ``(mixture, log_likelihood, n_iter, converged,
@@ -334,7 +338,7 @@ def fit_em(
     n_pad = -n % c
     xc = jnp.concatenate([xc, jnp.zeros((n_pad, d), x.dtype)])
     wp = jnp.concatenate([w, jnp.zeros((n_pad,), x.dtype)])
-    xs, ws = xc.reshape(-1, c, d), wp.reshape(-1, c)
+    xs, ws = shard_data(xc.reshape(-1, c, d), wp.reshape(-1, c), mesh)
     # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
     keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
     static = (t, k, init, int(max_iter))

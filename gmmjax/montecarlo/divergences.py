@@ -179,6 +179,7 @@ def kl_estimate(
     method: str = DEFAULT_METHOD,
     stl: bool = False,
     chunk_size: int | None = None,
+    mesh=None,
 ) -> Estimate:
     """``KL(p‖q) = E_p[log p(x) - log q(x)]`` with a standard error.
 
@@ -197,6 +198,9 @@ def kl_estimate(
       stl: stop the gradient of ``p``'s parameters inside ``log p``.
       chunk_size: points evaluated at once (default: sized from K and D so the
         kernel's intermediates stay about 4 MiB); bounds memory for large N.
+      mesh: a ``jax.sharding.Mesh``: split the samples of the estimate (or, for a
+        batch of pairs, the pairs) over its devices; the result equals the
+        single-device one for the same key up to float rounding (``gmmjax._sharding``).
 
     Returns:
       `Estimate` of shape ``broadcast(p.batch_shape, q.batch_shape)``.
@@ -254,6 +258,7 @@ def js_estimate(
     *,
     method: str = DEFAULT_METHOD,
     chunk_size: int | None = None,
+    mesh=None,
 ) -> Estimate:
     """Jensen–Shannon divergence ``½ KL(p‖m) + ½ KL(q‖m)``, ``m = ½(p + q)``, in nats.
 
@@ -304,6 +309,7 @@ def jeffreys_estimate(
     method: str = DEFAULT_METHOD,
     stl: bool = False,
     chunk_size: int | None = None,
+    mesh=None,
 ) -> Estimate:
     """Jeffreys divergence ``KL(p‖q) + KL(q‖p)`` (symmetric KL), samples from both sides.
 
@@ -338,6 +344,7 @@ def cross_entropy_estimate(
     *,
     method: str = DEFAULT_METHOD,
     chunk_size: int | None = None,
+    mesh=None,
 ) -> Estimate:
     """Cross-entropy ``H(p, q) = -E_p[log q(x)]`` in nats; samples from ``p``.
 
@@ -369,6 +376,7 @@ def entropy_estimate(
     method: str = DEFAULT_METHOD,
     stl: bool = False,
     chunk_size: int | None = None,
+    mesh=None,
 ) -> Estimate:
     """Differential entropy ``H(p) = -E_p[log p(x)]`` in nats (no closed form for mixtures).
 

@@ -60,7 +60,14 @@ def _m_expectation(term, p, q, key, num_samples, method, chunk_size):
 
 @compiled
 def total_variation_estimate(
-    p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
+    p,
+    q,
+    key,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    *,
+    method=DEFAULT_METHOD,
+    chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Total variation distance ``½ ∫|p - q| dx`` in ``[0, 1]``, samples from both sides.
 
@@ -95,7 +102,14 @@ def _sech(y):
 
 @compiled
 def squared_hellinger_estimate(
-    p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
+    p,
+    q,
+    key,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    *,
+    method=DEFAULT_METHOD,
+    chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Squared Hellinger distance ``H² = 1 - ∫√(p q) = ½ ∫(√p - √q)²`` in ``[0, 1]``.
 
@@ -124,6 +138,7 @@ def f_divergence_estimate(
     *,
     method=DEFAULT_METHOD,
     chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """``D_f(p‖q) = ∫ q(x) f(p(x)/q(x)) dx`` for a convex ``f`` with ``f(1) = 0``.
 
@@ -169,6 +184,7 @@ def renyi_estimate(
     *,
     method=DEFAULT_METHOD,
     chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Rényi divergence ``D_α(p‖q) = log ∫ p^α q^{1-α} dx / (α - 1)``, samples from ``p``.
 
