@@ -31,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--num-samples", type=int, default=200_000)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--out", help="unused: this example writes no files")
     args = ap.parse_args(argv)
 
     import os

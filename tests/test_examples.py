@@ -24,6 +24,7 @@ EXPECTED = {
     "mixture_density.py": (["mixture_density.png"], ["∫ p dx = 1.000000", "∫∫ p dx = 1.000"]),
     "fit_by_divergence.py": (["fit_by_divergence.png"], ["Cauchy–Schwarz", "reverse KL(q‖p)"]),
     "vmap_many_pairs.py": ([], ["2000 pairs", "jax.vmap over 1000 single pairs", "sharded over"]),
+    "multihost.py": ([], ["process 0/1: 2 devices", "JOINT"]),
 }
 
 
