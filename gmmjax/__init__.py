@@ -35,6 +35,7 @@ from gmmjax.gaussian import (
     gaussian_overlap,
     log_gaussian_kernel,
     log_gaussian_overlap,
+    matmul_precision,
 )
 from gmmjax.infer import AutoGaussianMixture, MixtureELBO
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
@@ -107,6 +108,7 @@ __all__ = [
     "log_gaussian_kernel",
     "log_gaussian_overlap",
     "log_inner_product",
+    "matmul_precision",
     "predict",
     "predict_proba",
     "renyi_divergence",

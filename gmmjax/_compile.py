@@ -43,6 +43,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from gmmjax import _sharding
+from gmmjax import gaussian as _gaussian
 
 __all__ = ["compiled", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
 
@@ -52,6 +53,7 @@ DEFAULT_CACHE_DIR = (
     / "jax"
 )
 
+_PRECISION_KEY = "__gmmjax_matmul_precision__"
 _STATIC_TYPES = (bool, int, float, complex, str, bytes, type(None), Mesh, np.dtype)
 
 
@@ -122,6 +124,10 @@ def compiled(fn):
 
     def _run(dynamic, static):
         kwargs = dict(static.items)
+        with _gaussian.matmul_precision(kwargs.pop(_PRECISION_KEY)):
+            return _run_sharded(dynamic, kwargs)
+
+    def _run_sharded(dynamic, kwargs):
         mesh = _sharding.check_mesh(kwargs.get("mesh"))
         if mesh is None:
             return fn(**dynamic, **kwargs)
@@ -148,12 +154,13 @@ def compiled(fn):
                 dynamic[name] = value
         if not _traceable(dynamic):
             return fn(*args, **kwargs)
+        static.append((_PRECISION_KEY, _gaussian.get_matmul_precision()))
         try:
             key = _Static(tuple(static))
         except TypeError:  # unhashable static value
             return fn(*args, **kwargs)
-        mesh = key_mesh = dict(static).get("mesh")
-        if isinstance(key_mesh, Mesh):
+        mesh = dict(static).get("mesh")
+        if isinstance(mesh, Mesh):
             dynamic = _sharding.replicate_for(mesh, dynamic)
         return jitted(dynamic, key)
 
