@@ -56,6 +56,11 @@ def points_sharded_over(mesh: Mesh | None):
         _ACTIVE.reset(token)
 
 
+def mesh_active() -> bool:
+    """Whether a ``mesh=`` call is being traced (the kernel then keeps its points whole)."""
+    return _ACTIVE.get() is not None
+
+
 def constrain_points(x: jax.Array) -> jax.Array:
     """Shard axis 0 of ``x`` over every axis of the active mesh (identity without one)."""
     mesh = _ACTIVE.get()

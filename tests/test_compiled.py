@@ -164,14 +164,16 @@ def test_matmul_precision_is_part_of_the_cache_key():
 
 @pytest.mark.numerics
 def test_kernel_at_highest_precision_matches_scipy():
+    # K·D = 512 gives row blocks of 512, so 1,100 points take the blocked path with a
+    # padded last block (gaussian._row_chunk)
     from scipy.stats import multivariate_normal
 
     rng = np.random.default_rng(3)
-    d, k = 16, 4
+    d, k = 16, 32
     a = rng.normal(size=(k, d, d)) / np.sqrt(d)
     cov = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
     locs = rng.normal(size=(k, d)) * 3.0
-    x = rng.normal(size=(64, d)) * 3.0
+    x = rng.normal(size=(1100, d)) * 3.0
     m = gmmjax.GaussianMixture(jnp.ones(k) / k, jnp.asarray(locs), jnp.asarray(cov))
     got = np.asarray(m.component_log_probs(jnp.asarray(x)))
     ref = np.stack([multivariate_normal(locs[j], cov[j]).logpdf(x) for j in range(k)], -1)
