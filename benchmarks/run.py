@@ -230,7 +230,8 @@ def _sklearn(workload, d, k, n, repeats):
         x = _points(d, n).astype(np.float64)
         w, m, _ = _params(d, k, 0)
         prec = np.linalg.inv(p.covariances_)
-        gm = GaussianMixture(k, max_iter=1, tol=0.0, weights_init=w.astype(np.float64) / w.astype(np.float64).sum(),
+        w = w.astype(np.float64) / w.astype(np.float64).sum()
+        gm = GaussianMixture(k, max_iter=1, tol=0.0, weights_init=w,
                              means_init=m.astype(np.float64), precisions_init=prec)  # fmt: skip
         import warnings
 
