@@ -41,6 +41,11 @@ def main(argv=None):
         os.environ["XLA_FLAGS"] = (
             f"{flags} --xla_force_host_platform_device_count={args.local_devices}"
         ).strip()
+    import pathlib
+    import sys
+
+    # this checkout's gmmjax, also when another one is installed
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
     import jax
 
     jax.config.update("jax_platforms", "cpu")
