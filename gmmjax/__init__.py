@@ -1,5 +1,6 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
+from gmmjax._compile import enable_compilation_cache
 from gmmjax._version import __version__
 from gmmjax.deterministic import (
     BhattacharyyaBounds,
@@ -35,6 +36,7 @@ from gmmjax.gaussian import (
     gaussian_overlap,
     log_gaussian_kernel,
     log_gaussian_overlap,
+    matmul_precision,
 )
 from gmmjax.infer import AutoGaussianMixture, MixtureELBO
 from gmmjax.interop import from_numpyro, from_sklearn, to_numpyro, to_sklearn
@@ -82,6 +84,7 @@ __all__ = [
     "cross_entropy_estimate",
     "entropy",
     "entropy_estimate",
+    "enable_compilation_cache",
     "f_divergence",
     "f_divergence_estimate",
     "fit_em",
@@ -107,6 +110,7 @@ __all__ = [
     "log_gaussian_kernel",
     "log_gaussian_overlap",
     "log_inner_product",
+    "matmul_precision",
     "predict",
     "predict_proba",
     "renyi_divergence",

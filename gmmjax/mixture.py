@@ -138,6 +138,16 @@ class GaussianMixture(MomentsMixin, Distribution):
         cls.pytree_data_fields = cls.__dict__.get("pytree_data_fields", ())
         super().__init_subclass__(**kwargs)
 
+    @classmethod
+    def gather_pytree_data_fields(cls) -> tuple[str, ...]:
+        # NumPyro gathers the fields in a set, whose order follows PYTHONHASHSEED; a sorted
+        # order keeps the compiled programs (and the persistent cache keys) equal across runs
+        return tuple(sorted(super().gather_pytree_data_fields()))
+
+    @classmethod
+    def gather_pytree_aux_fields(cls) -> tuple[str, ...]:
+        return tuple(sorted(super().gather_pytree_aux_fields()))
+
     def __init__(
         self,
         weights=None,

@@ -25,6 +25,7 @@ EXPECTED = {
     "fit_by_divergence.py": (["fit_by_divergence.png"], ["Cauchy–Schwarz", "reverse KL(q‖p)"]),
     "vmap_many_pairs.py": ([], ["2000 pairs", "jax.vmap over 1000 single pairs", "sharded over"]),
     "vi_multimodal.py": (["vi_multimodal.png"], ["AutoGaussianMixture (K=2): KL(q‖posterior)"]),
+    "multihost.py": ([], ["process 0/1: 2 devices", "JOINT"]),
 }
 
 

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from gmmjax._compile import compiled
 from gmmjax.deterministic._pairs import (
     dense,
     entropies,
@@ -173,6 +174,7 @@ def _kl_bounds_one(p, q, *, n_iter: int) -> KLBounds:
     )
 
 
+@compiled
 def kl_bounds(p, q, *, n_iter: int = 30) -> KLBounds:
     """Guaranteed bounds on KL(p‖q) and six deterministic approximations, in closed form.
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from gmmjax._compile import compiled
 from gmmjax.deterministic._pairs import dense, map_pairs, pairwise_log_bc, pairwise_log_overlap
 
 __all__ = [
@@ -54,6 +55,7 @@ def _log_masses(mass_p, mass_q):
     return jnp.log(jnp.asarray(mass_p)), jnp.log(jnp.asarray(mass_q))
 
 
+@compiled
 def log_inner_product(p, q) -> jax.Array:
     """``log ∫ p(x) q(x) dx`` between two mixtures, exactly.
 
@@ -78,6 +80,7 @@ def log_inner_product(p, q) -> jax.Array:
     return map_pairs(_log_inner_pair, p, q, "log_inner_product")
 
 
+@compiled
 def cauchy_schwarz_divergence(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     """Cauchy–Schwarz divergence ``-log ⟨p,q⟩ / √(⟨p,p⟩⟨q,q⟩)``, in closed form.
 
@@ -115,6 +118,7 @@ def cauchy_schwarz_divergence(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     return -(lpq + la + lb) + 0.5 * (lpp + 2.0 * la) + 0.5 * (lqq + 2.0 * lb)
 
 
+@compiled
 def squared_l2_distance(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     """Squared L2 distance ``∫ (mass_p·p(x) - mass_q·q(x))² dx``, in closed form.
 
@@ -144,6 +148,7 @@ def squared_l2_distance(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     return jnp.maximum(val, 0.0)
 
 
+@compiled
 def squared_mmd(p, q, *, bandwidth=1.0) -> jax.Array:
     """Squared maximum mean discrepancy with a Gaussian kernel, in closed form.
 
@@ -215,6 +220,7 @@ def _bc_one(p, q, *, n_iter: int) -> BhattacharyyaBounds:
     return BhattacharyyaBounds(lower=lower, upper=-jnp.minimum(log_low, 0.0))
 
 
+@compiled
 def bhattacharyya_bounds(p, q, *, n_iter: int = 20) -> BhattacharyyaBounds:
     """Guaranteed bounds on the Bhattacharyya distance ``-log ∫ √(p q)`` between mixtures.
 

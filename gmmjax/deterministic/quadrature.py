@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gmmjax._compile import compiled
 from gmmjax.deterministic._pairs import check_pair, dense, map_pairs
 
 __all__ = ["kl_quadrature", "kl_reference_1d", "standard_normal_rule"]
@@ -123,6 +124,7 @@ def _kl_quad_one(p, q, *, rule: str, order: int | None):
     return jnp.sum(jnp.exp(a.logw) * (h @ w))
 
 
+@compiled
 def kl_quadrature(p, q, *, rule: str = "auto", order: int | None = None) -> jax.Array:
     """KL(p‖q) by a deterministic cubature rule per component of ``p``.
 
@@ -175,6 +177,7 @@ def _kl_ref_one(p, q, *, n_panels: int, order: int, width: float):
     return (hi - lo) * jnp.sum(wu * h)
 
 
+@compiled
 def kl_reference_1d(p, q, *, n_panels: int = 2048, order: int = 16, width: float = 13.0):
     """A high-accuracy 1-D KL(p‖q) by composite Gauss–Legendre quadrature.
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from gmmjax._keys import as_key
 from gmmjax.fit import _check, _stats
+from gmmjax.fit._sharded import shard_data
 from gmmjax.fit.init import INITS, initial_responsibilities
 from gmmjax.fit.scoring import aic, bic, predict, predict_proba, score
 from gmmjax.gaussian import precision_cholesky
@@ -244,6 +245,7 @@ def fit_em(
     means_init=None,
     precisions_init=None,
     warm_start=None,
+    mesh=None,
 ) -> EMResult:
     """Fit a Gaussian mixture by expectation–maximization (scikit-learn semantics).
 
@@ -308,6 +310,8 @@ def fit_em(
         result's last lower bound is the previous value of the convergence test,
         so a fit that had converged stops after one iteration (scikit-learn's
         ``warm_start``).
+      mesh: a ``jax.sharding.Mesh``: split the data over its devices and sum the
+        E-step statistics across them (:mod:`gmmjax.fit._sharded`).
 
     Returns:
       An :class:`EMResult` ``(mixture, log_likelihood, n_iter, converged,
@@ -375,7 +379,7 @@ def fit_em(
     c = c if c < n else n + n_pad
     xc = jnp.concatenate([xc, jnp.zeros((n_pad, d), dt)])
     wp = jnp.concatenate([w, jnp.zeros((n_pad,), dt)])
-    xs, ws = xc.reshape(-1, c, d), wp.reshape(-1, c)
+    xs, ws = shard_data(xc.reshape(-1, c, d), wp.reshape(-1, c), mesh)
     if uw is not None and um is not None and uprec is not None:
         kind, r0, n_init = "params", None, 1  # nothing random: restarts would coincide
     else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gmmjax._compile import compiled
 from gmmjax.montecarlo._estimators import Estimate
 from gmmjax.montecarlo.divergences import (
     DEFAULT_METHOD,
@@ -57,8 +58,16 @@ def _m_expectation(term, p, q, key, num_samples, method, chunk_size):
     return _batched(fn, (p, q), key, num_samples, method, chunk_size)
 
 
+@compiled
 def total_variation_estimate(
-    p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
+    p,
+    q,
+    key,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    *,
+    method=DEFAULT_METHOD,
+    chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Total variation distance ``½ ∫|p - q| dx`` in ``[0, 1]``, samples from both sides.
 
@@ -91,8 +100,16 @@ def _sech(y):
     return 2.0 * e / (1.0 + e * e)
 
 
+@compiled
 def squared_hellinger_estimate(
-    p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, *, method=DEFAULT_METHOD, chunk_size=None
+    p,
+    q,
+    key,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    *,
+    method=DEFAULT_METHOD,
+    chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Squared Hellinger distance ``H² = 1 - ∫√(p q) = ½ ∫(√p - √q)²`` in ``[0, 1]``.
 
@@ -111,6 +128,7 @@ def squared_hellinger(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwarg
     return squared_hellinger_estimate(p, q, key, num_samples, **kwargs).value
 
 
+@compiled
 def f_divergence_estimate(
     p,
     q,
@@ -120,6 +138,7 @@ def f_divergence_estimate(
     *,
     method=DEFAULT_METHOD,
     chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """``D_f(p‖q) = ∫ q(x) f(p(x)/q(x)) dx`` for a convex ``f`` with ``f(1) = 0``.
 
@@ -155,6 +174,7 @@ def f_divergence(p, q, key, f, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs)
     return f_divergence_estimate(p, q, key, f, num_samples, **kwargs).value
 
 
+@compiled
 def renyi_estimate(
     p,
     q,
@@ -164,6 +184,7 @@ def renyi_estimate(
     *,
     method=DEFAULT_METHOD,
     chunk_size=None,
+    mesh=None,
 ) -> Estimate:
     """Rényi divergence ``D_α(p‖q) = log ∫ p^α q^{1-α} dx / (α - 1)``, samples from ``p``.
 
