@@ -93,16 +93,16 @@ def _check_common(dists, num_samples, method, chunk_size):
                 "expected a GaussianMixture or a NumPyro distribution with sample and "
                 f"log_prob, got {type(d).__name__}"
             )
-        if m is not None and method != "auto" and num_samples < min_samples(m.n_components, method):
+        conv.append(d if m is None else m)
+    if method == "auto":
+        method = auto_method(max(1, math.prod(conv[0].event_shape)))
+    for m in conv:
+        if isinstance(m, GaussianMixture) and num_samples < min_samples(m.n_components, method):
             raise ValueError(
                 f"method={method!r} needs num_samples >= {min_samples(m.n_components, method)} "
                 f"for a mixture of {m.n_components} components (at least one point, or pair, "
                 f"per component); got {num_samples}. Increase num_samples or use method='iid'"
             )
-        conv.append(d if m is None else m)
-    if method == "auto":
-        method = auto_method(max(1, math.prod(conv[0].event_shape)))
-        return _check_common(conv, num_samples, method, chunk_size)
     shapes = {tuple(d.event_shape) for d in conv}
     if len(shapes) > 1:
         raise ValueError(
