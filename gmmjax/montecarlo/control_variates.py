@@ -42,7 +42,7 @@ For Jensen–Shannon the integrand ``log 2 - B(Δ)`` (``B`` the binary entropy o
 feature ``B(Δ_sur(x))`` is added with prior coefficient ``-1``: ``Δ_sur`` is a
 quadratic in ``ε`` and ``E_a[B(Δ_sur)]`` is computed exactly by Fourier inversion
 (:mod:`gmmjax.montecarlo._surrogates`). Measured (``benchmarks/bench_cv.py``): KL
-needs 10-130× fewer samples than iid from D = 8 to 64, JS 2-5× (less where ``p`` and
+needs 5-130× (median 47×) fewer samples than iid from D = 8 to 64, JS 2-5× (less where ``p`` and
 ``q`` barely overlap: the surrogate is least accurate where the JS integrand varies).
 
 The features cost ``O(N·K)`` on top of the kernel matrices that ``log p`` and
