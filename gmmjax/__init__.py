@@ -1,7 +1,6 @@
 """gmmjax: Gaussian mixtures as NumPyro distributions, and divergences between them."""
 
-from gmmjax._compile import enable_compilation_cache
-from gmmjax._version import __version__
+from gmmjax._runtime.compile import enable_compilation_cache
 from gmmjax.deterministic import (
     BhattacharyyaBounds,
     KLBounds,
@@ -63,6 +62,8 @@ from gmmjax.montecarlo import (
     total_variation,
     total_variation_estimate,
 )
+
+__version__ = "0.2.0.dev0"  # the single source: pyproject.toml reads it
 
 __all__ = [
     "__version__",

@@ -2,18 +2,8 @@
 
 The mixture stores three leaves, `MixtureParams`: normalized log-weights
 (``logits``), component means (``locs``) and one Cholesky-type factor per covariance
-type (``scale_param``):
-
-=============  =========================  ==============================
-type           ``scale_param`` shape      meaning
-=============  =========================  ==============================
-``full``       ``(..., K, D, D)``         lower Cholesky factor ``L_k``
-``tied``       ``(..., D, D)``            one lower factor for all ``k``
-``diag``       ``(..., K, D)``            standard deviations
-``spherical``  ``(..., K)``               one standard deviation per ``k``
-``univariate`` ``(..., K)``               standard deviations, scalar events
-=============  =========================  ==============================
-
+type (``scale_param``: lower Cholesky factors for ``full``/``tied``, standard
+deviations for ``diag``/``spherical``/``univariate``; shapes in `MixtureParams`).
 Every log-density goes through :func:`gmmjax.gaussian.log_gaussian_kernel`.
 """
 
@@ -48,7 +38,7 @@ class MixtureParams(NamedTuple):
     Attributes:
       logits: ``(..., K)`` normalized log-weights (``-inf`` for a dead component).
       locs: ``(..., K, D)`` means (``(..., K)`` for a univariate mixture).
-      scale_param: the covariance factor of the type (module table): lower Cholesky
+      scale_param: the covariance factor of the type: lower Cholesky
         factors ``(..., K, D, D)`` (full) or ``(..., D, D)`` (tied), standard
         deviations ``(..., K, D)`` (diag) or ``(..., K)`` (spherical, univariate).
     """

@@ -1,4 +1,4 @@
-"""Compiled by default (gmmjax._compile): one cached program per static configuration,
+"""Compiled by default (gmmjax._runtime.compile): one cached program per static configuration,
 the same numbers as the op-by-op path, and composition under the user's jit/vmap/grad."""
 
 import os
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gmmjax
-from gmmjax._compile import compiled
+from gmmjax._runtime.compile import compiled
 
 P = gmmjax.GaussianMixture(
     jnp.array([0.3, 0.7]), jnp.array([-1.0, 1.5]), scale=jnp.array([0.6, 1.1])

@@ -221,16 +221,16 @@ def test_2d_against_fine_grid(method):
 
 def test_inputs_are_converted_once_at_the_entry(monkeypatch):
     """Each input of a divergence goes through ``as_gaussian_mixture`` exactly once."""
-    from gmmjax.montecarlo import divergences
+    from gmmjax.montecarlo import _entry, divergences
 
     calls = []
-    real = divergences.as_gaussian_mixture
+    real = _entry.as_gaussian_mixture
 
     def counting(d):
         calls.append(type(d).__name__)
         return real(d)
 
-    monkeypatch.setattr(divergences, "as_gaussian_mixture", counting)
+    monkeypatch.setattr(_entry, "as_gaussian_mixture", counting)
     import numpyro.distributions as dist
 
     p = g.GaussianMixture(jnp.ones(1), jnp.zeros(1), scale=jnp.ones(1))

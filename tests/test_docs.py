@@ -31,6 +31,6 @@ def test_package_metadata_files():
 def test_one_version_source():
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]
-    assert not re.search(r"^version\s*=", project, re.M), "the version lives in gmmjax/_version.py"
+    assert not re.search(r"^version\s*=", project, re.M), "the version lives in gmmjax/__init__.py"
     assert 'dynamic = ["version"]' in project
-    assert 'attr = "gmmjax._version.__version__"' in pyproject
+    assert 'attr = "gmmjax.__version__"' in pyproject

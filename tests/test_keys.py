@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gmmjax as g
-from gmmjax._keys import as_key
+from gmmjax._runtime.keys import as_key
 
 P = g.GaussianMixture(jnp.array([0.4, 0.6]), jnp.array([-1.0, 1.0]), scale=jnp.ones(2))
 Q = g.GaussianMixture(jnp.array([0.5, 0.5]), jnp.array([0.0, 2.0]), scale=jnp.ones(2))

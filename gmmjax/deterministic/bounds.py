@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from gmmjax._compile import compiled
+from gmmjax._runtime.compile import compiled
 from gmmjax.deterministic._pairs import (
     dense,
     entropies,

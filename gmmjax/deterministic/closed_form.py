@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from gmmjax._compile import compiled
+from gmmjax._runtime.compile import compiled
 from gmmjax.deterministic._pairs import dense, map_pairs, pairwise_log_bc, pairwise_log_overlap
 
 __all__ = [

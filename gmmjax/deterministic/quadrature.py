@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gmmjax._compile import compiled
+from gmmjax._runtime.compile import compiled
 from gmmjax.deterministic._pairs import check_pair, dense, map_pairs
 
 __all__ = ["kl_quadrature", "kl_reference_1d", "standard_normal_rule"]

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gmmjax._sharding import check_mesh
+from gmmjax._runtime.sharding import check_mesh
 
 
 def shard_data(xs: jax.Array, ws: jax.Array, mesh: Mesh | None):

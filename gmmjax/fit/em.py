@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gmmjax._keys import as_key
+from gmmjax._runtime.keys import as_key
 from gmmjax.fit import _check, _stats
 from gmmjax.fit._sharded import shard_data
 from gmmjax.fit.init import INITS, initial_responsibilities

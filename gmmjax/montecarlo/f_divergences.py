@@ -25,17 +25,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gmmjax._compile import compiled
+from gmmjax._runtime.compile import compiled
+from gmmjax.montecarlo._entry import _batched, _estimate, _log_ratio, _one_side, _two_sides
 from gmmjax.montecarlo._estimators import Estimate
-from gmmjax.montecarlo.divergences import (
-    DEFAULT_METHOD,
-    DEFAULT_NUM_SAMPLES,
-    _batched,
-    _estimate,
-    _log_ratio,
-    _one_side,
-    _two_sides,
-)
+from gmmjax.montecarlo.divergences import DEFAULT_METHOD, DEFAULT_NUM_SAMPLES
 
 __all__ = [
     "f_divergence",

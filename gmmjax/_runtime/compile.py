@@ -42,8 +42,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gmmjax import _sharding
 from gmmjax import gaussian as _gaussian
+from gmmjax._runtime import sharding as _sharding
 
 __all__ = ["compiled", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
 

@@ -1,0 +1,1 @@
+"""Private plumbing for how calls run: compilation and caching, sharding over devices, PRNG keys."""
