@@ -1,6 +1,6 @@
 """Saving and loading mixtures: a documented, versioned file format (JSON or ``.npz``).
 
-A mixture file (schema version 1; the README's "Mixture files" table) holds ``format``
+A mixture file (schema version 1; "Mixture files" in ``docs/guide/cli.md``) holds ``format``
 (``"gmmjax.GaussianMixture"``, optional on input), ``schema_version`` (``1``; newer files
 are refused by name), ``covariance_type``, ``dtype`` (``"float32"``/``"float64"``,
 optional), ``weights`` ``(..., K)``, ``means`` ``(..., K, D)`` (``(..., K)`` univariate)

@@ -274,8 +274,8 @@ def test_readme_estimator_block_runs():
     import pathlib
     import re
 
-    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("### scikit-learn estimator: `gmmjax.sklearn.GaussianMixture`") :]
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guide" / "fit.md").read_text()
+    section = text[text.index("## scikit-learn estimator: `gmmjax.sklearn.GaussianMixture`") :]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     scope: dict = {}
     exec(compile(block, "README-sklearn-estimator", "exec"), scope)

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmmjax",
         description="Gaussian mixtures in JAX: fit them and measure KL / JS divergences.",
-        epilog="Exit status: 0 ok, 1 bad data, 2 bad usage. See README.md for the file format.",
+        epilog="Exit status: 0 ok, 1 bad data, 2 bad usage. File format: docs/guide/cli.md.",
     )
     parser.add_argument("--version", action="version", version=f"gmmjax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

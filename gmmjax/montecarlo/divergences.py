@@ -20,7 +20,7 @@ Methods (``method=``; see :mod:`gmmjax.montecarlo.sampling`): ``"iid"``, ``"stra
 ``"antithetic"``, ``"qmc"``, ``"cv"`` (antithetic pairs plus control variates with exact
 Gaussian expectations, :mod:`gmmjax.montecarlo.control_variates`) and ``"auto"`` (the
 default: ``"qmc"`` in 1-D and 2-D, ``"cv"`` from D = 3, chosen by measurement: see the
-README's ``divergences`` section and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
+``docs/guide/divergences.md`` and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
 NumPyro distribution is always sampled iid with its own ``sample``; its parameters
 get the pathwise gradient when it ``has_rsample`` and none through the draw
 otherwise (only through ``log_prob``).
