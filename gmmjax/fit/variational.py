@@ -146,7 +146,7 @@ def _fit_impl(resps, xs, ws, pri, reg, tol, max_iter, static):
     tied_s = _stats.scatter(xs, ws) if t == "tied" else None
 
     def one(r):
-        st, ok0 = _update(_stats.resp_stats(xs, ws, r, t), tied_s, pri, reg, t, pt)
+        st, ok0 = _update(_stats.resp_stats(xs, ws, r, t, r.shape[-1]), tied_s, pri, reg, t, pt)
         st, lb, n_iter, conv, ok, lbs = _loop(
             st, -jnp.inf, xs, ws, pri, tied_s, reg, tol, max_iter, static
         )
