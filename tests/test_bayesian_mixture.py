@@ -31,6 +31,14 @@ from gmmjax.sklearn.bayesian_mixture import BayesianGaussianMixture  # noqa: E40
 
 TYPES = ["full", "tied", "diag", "spherical"]
 PRIORS = ["dirichlet_process", "dirichlet_distribution"]
+# every covariance type x prior runs in CI; two of them in the fast suite (one per prior,
+# one dense and one diagonal type), the rest behind the `slow` marker (suite time)
+PARITY_GRID = [
+    pytest.param(t, p, marks=() if (t, p) in FAST else pytest.mark.slow)
+    for FAST in [{("full", "dirichlet_process"), ("diag", "dirichlet_distribution")}]
+    for t in ["full", "tied", "diag", "spherical"]
+    for p in PRIORS
+]
 X64 = jax.config.jax_enable_x64
 ATOL = 1e-10 if X64 else 2e-3
 RTOL_LB = 1e-11 if X64 else 1e-4
@@ -73,8 +81,7 @@ ATTRS = [
 
 
 @pytest.mark.numerics
-@pytest.mark.parametrize("prior_type", PRIORS)
-@pytest.mark.parametrize("cov", TYPES)
+@pytest.mark.parametrize("cov, prior_type", PARITY_GRID)
 def test_parity_with_sklearn(cov, prior_type):
     # tol=0: both run all 25 iterations (no convergence test can tip differently)
     ours, ref = _pair(
@@ -108,7 +115,9 @@ def test_parity_with_sklearn(cov, prior_type):
 
 
 @pytest.mark.numerics
-@pytest.mark.parametrize("init", ["random", "random_from_data", "k-means++"])
+@pytest.mark.parametrize(
+    "init", ["random", pytest.param("random_from_data", marks=pytest.mark.slow), "k-means++"]
+)
 def test_parity_other_inits_and_restarts(init):
     ours, ref = _pair(covariance_type="diag", init_params=init, n_init=3, max_iter=400)
     # same restart kept, same iterations, same convergence
@@ -208,7 +217,15 @@ def test_score_samples_is_logsumexp_of_the_variational_terms():
     np.testing.assert_allclose(est.score_samples(X), ref, rtol=0, atol=tol)
 
 
-@pytest.mark.parametrize("cov", TYPES)
+@pytest.mark.parametrize(
+    "cov",
+    [
+        "full",
+        pytest.param("tied", marks=pytest.mark.slow),
+        "diag",
+        pytest.param("spherical", marks=pytest.mark.slow),
+    ],
+)
 def test_mixture_matches_fitted_attributes_and_feeds_the_divergences(cov):
     est = BayesianGaussianMixture(
         n_components=3, covariance_type=cov, random_state=0, max_iter=500

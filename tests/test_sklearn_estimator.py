@@ -51,8 +51,19 @@ def _quiet(est, x):
 ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 
 
-@pytest.mark.parametrize("init", ["kmeans", "random"])
-@pytest.mark.parametrize("t", TYPES)
+@pytest.mark.parametrize(
+    "t, init",
+    # all eight in CI; the fast suite keeps one dense and one diagonal (suite time)
+    [
+        pytest.param(
+            t,
+            i,
+            marks=() if (t, i) in {("full", "kmeans"), ("diag", "random")} else pytest.mark.slow,
+        )
+        for t in TYPES
+        for i in ("kmeans", "random")
+    ],
+)
 def test_parity_with_sklearn_same_random_state(x64, t, init):
     # float64, the same random_state: the same initialization (drawn by sklearn's own
     # KMeans / RandomState) and the same EM, so only rounding separates the fits. The
@@ -102,8 +113,14 @@ def test_max_iter_zero_returns_sklearns_initialization(x64, init):
         np.testing.assert_allclose(getattr(ours, name), getattr(sk, name), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("init", ["k-means++", "random_from_data"])
-@pytest.mark.parametrize("t", ["full", "diag", "spherical"])
+@pytest.mark.parametrize(
+    "t, init",
+    [
+        pytest.param(t, i, marks=() if t == "full" else pytest.mark.slow)
+        for t in ("full", "diag", "spherical")
+        for i in ("k-means++", "random_from_data")
+    ],
+)
 def test_parity_one_point_inits(x64, t, init):
     # the same iterates as sklearn (1e-10); its first lower bound is that of weights
     # 1/N instead of 1/K (above), so it is lower by log(N/K). That bound (~ -1e6) comes
