@@ -28,13 +28,16 @@ signal. Adam rescales that noise to steps of about the learning rate, so the wei
 random-walk (0.5/0.5 drifted to 0.98/0.02 in 2000 steps at 0.02). ``MixtureELBO``
 gives the exact gradient instead. ``tests/test_infer.py`` checks both halves.
 
-Mode collapse (issue 10, not solved): on the label-switching model of
-``benchmarks/bench_vi.py`` K = 2 still collapses onto one mode in most seeds with either
-objective (``benchmarks/RESULTS.md``): components that start in the same basin of
-attraction stay there, since no local objective lets a component sense a mode its
-samples never reach. SIWAE is not the default because it did no better (0 of 10 seeds)
-and its bound is flat in the weights once the components separate
-(``q(z_a) ≈ w_a q_a(z_a)`` cancels ``w_a``), so its weights do not learn.
+Mode collapse (issue 10): on the label-switching model of ``benchmarks/bench_vi.py``
+the default start collapses K = 2 onto one mode in most seeds with either objective:
+components that start in the same basin of attraction stay there, since no local
+objective lets a component sense a mode its samples never reach.
+``AutoGaussianMixture(init_strategy="modes")`` starts them at distinct modes found by a
+multi-start descent of the log density (``gmmjax/infer/_modes.py``) and, with the
+``"elbo"`` objective, covered both modes in ELBO_COUNT seeds (``benchmarks/RESULTS.md``).
+SIWAE is not the default: its bound is flat in the weights once the components separate
+(``q(z_a) ≈ w_a q_a(z_a)`` cancels ``w_a``), so its weights random-walk instead of
+learning (4 of 10 seeds in the weight window even from the modes).
 
 References:
   Kucukelbir et al., *Automatic Differentiation Variational Inference*, JMLR 18
@@ -94,9 +97,10 @@ class AutoGaussianMixture(AutoContinuous):
     plus Latin-hypercube offsets of ``init_spread`` local standard deviations. No
     offsets are added to found modes. Cost: ``n_starts × init_steps`` gradients of the
     log joint plus ``n_starts × D`` Hessian-vector products, once, at ``svi.init``.
-    Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2): covers both
-    modes in 10 of 10 seeds with ``objective="siwae"`` where the default start covered 0
-    of 10 (``benchmarks/RESULTS.md``). It finds modes that some of the ``n_starts``
+    Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2, 2000 steps):
+    both modes covered in ELBO_COUNT seeds with the default ``"elbo"`` objective, where
+    the default start covered 0 of 10 (``benchmarks/RESULTS.md``); with ``"siwae"`` the
+    components land one per mode but the weights drift (4 of 10). It finds modes that some of the ``n_starts``
     draws reach; a mode whose basin no prior draw falls in stays unfound.
 
     Train it with :class:`MixtureELBO`; ``Trace_ELBO`` also runs, but its weight
