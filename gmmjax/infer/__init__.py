@@ -100,8 +100,9 @@ class AutoGaussianMixture(AutoContinuous):
     Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2, 2000 steps):
     both modes covered in ELBO_COUNT seeds with the default ``"elbo"`` objective, where
     the default start covered 0 of 10 (``benchmarks/RESULTS.md``); with ``"siwae"`` the
-    components land one per mode but the weights drift (4 of 10). It finds modes that some of the ``n_starts``
-    draws reach; a mode whose basin no prior draw falls in stays unfound.
+    components land one per mode but the weights drift (4 of 10). It finds only modes
+    that some of the ``n_starts`` draws reach; a mode whose basin no draw falls in stays
+    unfound.
 
     Train it with :class:`MixtureELBO`; ``Trace_ELBO`` also runs, but its weight
     gradient is zero-mean noise (see the module docstring), so the weights drift
