@@ -77,7 +77,7 @@ def _pick_modes(ends, energy, scale, k: int, spread: float, seed: int) -> np.nda
     Then farthest-point selection (Gonzalez 1985): the lowest-energy mode first, then
     repeatedly the mode farthest (scaled distance) from those chosen. With fewer than
     K distinct modes, the rest start at the best mode plus Latin-hypercube offsets of
-    ``spread`` local standard deviations, so they can still move apart.
+    ``spread`` local standard deviations (never zero), so they can still move apart.
     """
     ok = np.isfinite(energy) & np.all(np.isfinite(ends), axis=1)
     if not ok.any():
@@ -104,8 +104,8 @@ def _pick_modes(ends, energy, scale, k: int, spread: float, seed: int) -> np.nda
         chosen.append(int(np.argmax(dist)))
     out = modes[chosen]
     if len(out) < k:
-        fill = modes[0] + _latin_hypercube_normal(k - len(out), modes.shape[1], seed) * (
-            spread * scales[0]
-        )
+        n = k - len(out)  # an even-size layout has no zero quantile: no fill on the mode
+        offsets = _latin_hypercube_normal(2 * n, modes.shape[1], seed)[:n]
+        fill = modes[0] + offsets * (spread * scales[0])
         out = np.concatenate([out, fill])
     return out
