@@ -34,7 +34,7 @@ components that start in the same basin of attraction stay there, since no local
 objective lets a component sense a mode its samples never reach.
 ``AutoGaussianMixture(init_strategy="modes")`` starts them at distinct modes found by a
 multi-start descent of the log density (``gmmjax/infer/_modes.py``) and, with the
-``"elbo"`` objective, covered both modes in ELBO_COUNT seeds (``benchmarks/RESULTS.md``).
+``"elbo"`` objective, covered both modes in 10 of 10 seeds (``benchmarks/RESULTS.md``).
 SIWAE is not the default: its bound is flat in the weights once the components separate
 (``q(z_a) ≈ w_a q_a(z_a)`` cancels ``w_a``), so its weights random-walk instead of
 learning (4 of 10 seeds in the weight window even from the modes).
@@ -98,7 +98,7 @@ class AutoGaussianMixture(AutoContinuous):
     offsets are added to found modes. Cost: ``n_starts × init_steps`` gradients of the
     log joint plus ``n_starts × D`` Hessian-vector products, once, at ``svi.init``.
     Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2, 2000 steps):
-    both modes covered in ELBO_COUNT seeds with the default ``"elbo"`` objective, where
+    both modes covered in 10 of 10 seeds with the default ``"elbo"`` objective, where
     the default start covered 0 of 10 (``benchmarks/RESULTS.md``); with ``"siwae"`` the
     components land one per mode but the weights drift (4 of 10). It finds only modes
     that some of the ``n_starts`` draws reach; a mode whose basin no draw falls in stays
