@@ -261,7 +261,7 @@ def label_switching(y):
         numpyro.sample("y", GaussianMixture(jnp.array([0.5, 0.5]), mu, jnp.ones(2)), obs=y)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_modes_init_puts_one_component_on_each_label_switching_mode(seed):
     """The init alone (no SVI step) starts the K=2 means at the two mirror-image modes.
 
