@@ -8,6 +8,7 @@ of it in every coordinate) in [0.3, 0.7].
 
 Usage:
   python benchmarks/bench_vi.py coverage --seeds 10 --variants elbo,siwae --k 2
+  python benchmarks/bench_vi.py coverage --seeds 10 --variants modes-siwae,modes-elbo --k 2
   python benchmarks/bench_vi.py speed --steps 200
   JAX_ENABLE_X64=1 python benchmarks/bench_vi.py kl2d
 """
@@ -44,6 +45,10 @@ VARIANTS = {
     "siwae": ({}, {"objective": "siwae"}),
     "elbo-wide": ({"init_scale": 1.5}, {"objective": "elbo"}),
     "siwae-wide": ({"init_scale": 1.5}, {"objective": "siwae"}),
+    # multi-start mode finding at setup (32 prior draws, 500 Adam steps each), then one
+    # component per distinct mode
+    "modes-siwae": ({"init_strategy": "modes"}, {"objective": "siwae"}),
+    "modes-elbo": ({"init_strategy": "modes"}, {"objective": "elbo"}),
 }
 
 
