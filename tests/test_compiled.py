@@ -93,7 +93,7 @@ def test_bounds_compose_under_vmap():
 
 
 def test_errors_still_name_the_problem():
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="method must be 'auto' or one of"):
         gmmjax.kl_estimate(P, Q, KEY, N, method="bogus")
     with pytest.raises(TypeError, match="num_samples must be a Python int"):
         gmmjax.kl_estimate(P, Q, KEY, jnp.asarray(100))

@@ -344,7 +344,7 @@ def test_errors_are_clear():
     k = jax.random.key(0)
     with pytest.raises(ValueError, match="same event shape"):
         g.kl_estimate(p1, p2, k, 100)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="method must be 'auto' or one of"):
         g.kl_estimate(p1, p1, k, 100, method="sobol")
     with pytest.raises(TypeError, match="num_samples must be a Python int"):
         g.kl_estimate(p1, p1, k, 100.0)

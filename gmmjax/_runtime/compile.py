@@ -101,12 +101,14 @@ def _same(a, b) -> bool:
     return bool(a == b)
 
 
-def compiled(fn):
+def compiled(fn=None, *, post=None):
     """Decorator: run ``fn`` as one ``jax.jit`` program cached on its static arguments.
 
     Args:
       fn: a public function whose array-valued arguments may be traced and whose
         other arguments (sizes, method names, flags, callables) select the program.
+      post: applied to the concrete result of a compiled call (not when ``fn`` is
+        traced inline under the caller's own transformation); ``@compiled(post=f)``.
 
     Returns:
       A function with ``fn``'s signature, docstring and results. The undecorated
@@ -120,6 +122,8 @@ def compiled(fn):
       >>> float(scaled_sum(jnp.ones(3), scale=0.5))
       1.5
     """
+    if fn is None:
+        return functools.partial(compiled, post=post)
     sig = inspect.signature(fn)
 
     def _run(dynamic, static):
@@ -162,7 +166,9 @@ def compiled(fn):
         mesh = dict(static).get("mesh")
         if isinstance(mesh, Mesh):
             dynamic = _sharding.replicate_for(mesh, dynamic)
-        return jitted(dynamic, key)
+        out = jitted(dynamic, key)
+        # a check that needs concrete outputs (e.g. a warning on an infinite estimate)
+        return out if post is None else post(out)
 
     wrapper.__wrapped__ = fn
     return wrapper

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from gmmjax._runtime.compile import compiled
@@ -180,9 +181,10 @@ def squared_mmd(p, q, *, bandwidth=1.0) -> jax.Array:
     References:
       A. Gretton et al., "A kernel two-sample test", JMLR 13 (2012), Lemma 6.
     """
-    h = jnp.asarray(bandwidth)
-    if not isinstance(h, jax.core.Tracer) and not bool(jnp.all(h > 0)):
+    # checked on the Python value: inside the compiled program jnp.asarray would be traced
+    if not isinstance(bandwidth, jax.core.Tracer) and not np.all(np.asarray(bandwidth) > 0):
         raise ValueError(f"squared_mmd: bandwidth must be positive, got {bandwidth!r}")
+    h = jnp.asarray(bandwidth)
     h2 = h * h
     lpp, lpq, lqq = map_pairs(_three, p, q, "squared_mmd", h2)
     log_c = 0.5 * p.dim * jnp.log(2.0 * math.pi * h2)

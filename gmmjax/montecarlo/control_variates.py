@@ -62,7 +62,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gmmjax.gaussian import log_gaussian_kernel
+from gmmjax.gaussian import cholesky_factors, log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import expectation, log_density
 from gmmjax.montecarlo._surrogates import (
@@ -97,16 +97,22 @@ _MIN_FIT = 8  # units a fold needs before its regression coefficients are used
 AUTO_METHODS = ((2, "qmc"), (None, "cv"))
 
 
-def auto_method(dim: int) -> str:
+def auto_method(dim: int, quantity: str | None = None) -> str:
     """The method ``"auto"`` stands for at event dimension ``dim`` (1 for univariate).
 
+    For JS (``quantity="js"``) ``"cv"`` is replaced by ``"antithetic"``: its control
+    variate's closed form needs a batched eigendecomposition, a LAPACK call that jax
+    0.10.2's CPU scheduler can deadlock on (see :func:`gmmjax.gaussian.cholesky_factors`),
+    and it saves only 2-5x there (``benchmarks/RESULTS.md``). ``method="cv"`` stays
+    available for JS on request.
+
     Example:
-      >>> auto_method(1), auto_method(16)
-      ('qmc', 'cv')
+      >>> auto_method(1), auto_method(16), auto_method(16, "js")
+      ('qmc', 'cv', 'antithetic')
     """
     for upto, method in AUTO_METHODS:
         if upto is None or dim <= upto:
-            return method
+            return "antithetic" if (method == "cv" and quantity == "js") else method
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -253,7 +259,9 @@ def _combine(n, sv, svv, nf, k, logits, zbar, y_ref):
     # a relative ridge of 1e-4: features can be collinear (in 1-D, after antithetic
     # pairing, every surrogate is a function of ε² alone); any δ keeps the estimate unbiased
     ridge = 1e-4 * jnp.trace(cff, axis1=-2, axis2=-1)[:, None, None] / nf + 1e-30
-    delta = jnp.linalg.solve(cff + ridge * jnp.eye(nf, dtype=cff.dtype), cfy[..., None])[..., 0]
+    # normal equations by the LAPACK-free Cholesky (no batched getrf/trsm in the program)
+    _, linv = cholesky_factors(cff + ridge * jnp.eye(nf, dtype=cff.dtype))
+    delta = jnp.einsum("gji,gj->gi", linv, jnp.einsum("gij,gj->gi", linv, cfy))
     ok = (n >= _MIN_FIT)[:, None] & jnp.all(jnp.isfinite(delta), axis=-1, keepdims=True)
     delta = jnp.where(ok, delta, 0.0)
     # fold 2a uses fold 2a+1's coefficients and vice versa

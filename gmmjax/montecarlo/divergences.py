@@ -46,12 +46,13 @@ from gmmjax.montecarlo._entry import (
     _log_ratio,
     _one_side,
     _two_sides,
+    _warn_overflow,
 )
 from gmmjax.montecarlo._estimators import (
     Estimate,
     log_density,
 )
-from gmmjax.montecarlo.control_variates import cv_or_plain
+from gmmjax.montecarlo.control_variates import auto_method, cv_or_plain
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -75,7 +76,7 @@ _LOG2 = math.log(2.0)
 
 
 # -------------------------------------------------------------------- KL
-@compiled
+@compiled(post=_warn_overflow)
 def kl_estimate(
     p,
     q,
@@ -166,7 +167,7 @@ def _js_term(delta):
     return jnp.clip(_LOG2 - h_b, 0.0, _LOG2)
 
 
-@compiled
+@compiled(post=_warn_overflow)
 def js_estimate(
     p,
     q,
@@ -202,6 +203,9 @@ def js_estimate(
       0.6931
     """
 
+    if method == "auto":  # JS's control variate needs eigh (LAPACK): never by default
+        method = auto_method(max(1, math.prod(p.event_shape)), quantity="js")
+
     def fn(p, q, key, n, method, chunk):
         if method == "cv":
             kp, kq = jax.random.split(key)
@@ -223,7 +227,7 @@ def js_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
 
 
 # -------------------------------------------------------------- Jeffreys
-@compiled
+@compiled(post=_warn_overflow)
 def jeffreys_estimate(
     p,
     q,
@@ -266,7 +270,7 @@ def jeffreys_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwa
 
 
 # ------------------------------------------------------- (cross-)entropy
-@compiled
+@compiled(post=_warn_overflow)
 def cross_entropy_estimate(
     p,
     q,
@@ -300,7 +304,7 @@ def cross_entropy(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
     return cross_entropy_estimate(p, q, key, num_samples, **kwargs).value
 
 
-@compiled
+@compiled(post=_warn_overflow)
 def entropy_estimate(
     p,
     key,
