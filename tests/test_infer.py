@@ -31,7 +31,8 @@ def constrained(y=None):
 def test_loss_matches_trace_elbo_in_expectation():
     """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
     y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
-    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3)
+    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
+                                init_strategy="draws")  # fmt: skip
     svi = SVI(constrained, guide, optax.adam(0.01), MixtureELBO(num_samples=64))
     params = svi.get_params(svi.init(jax.random.key(0), y))
     n = 4_000
@@ -51,7 +52,11 @@ def test_loss_matches_trace_elbo_in_expectation():
 
 def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
     guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
+        bimodal,
+        n_components=2,
+        init_spread=3.0,
+        init_loc_fn=init_to_value(values={"x": 0.0}),
+        init_strategy="draws",
     )
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(num_samples=256, method="stratified"))
     params = svi.get_params(svi.init(jax.random.key(0)))
@@ -91,7 +96,11 @@ def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
 
 def test_recovers_both_modes_and_their_weights():
     guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
+        bimodal,
+        n_components=2,
+        init_spread=3.0,
+        init_loc_fn=init_to_value(values={"x": 0.0}),
+        init_strategy="draws",
     )
     svi = SVI(bimodal, guide, optax.adam(0.05), MixtureELBO(num_samples=64))
     res = svi.run(jax.random.key(0), 500, progress_bar=False)
@@ -137,7 +146,8 @@ def test_direct_path_matches_the_general_plan_in_expectation(stl):
     within 4 combined standard errors of the two means (from the spread over keys).
     """
     y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
-    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3)
+    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
+                                init_strategy="draws")  # fmt: skip
     params = _guide_params(constrained, guide, y, logits=[0.3, 0.7])
     keys = jax.random.split(jax.random.key(7), 256)
 
@@ -167,7 +177,11 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
     from scipy.stats import norm
 
     guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=2.0, init_loc_fn=init_to_value(values={"x": 0.0})
+        bimodal,
+        n_components=2,
+        init_spread=2.0,
+        init_loc_fn=init_to_value(values={"x": 0.0}),
+        init_strategy="draws",
     )
     params = _guide_params(bimodal, guide, logits=[0.3, 0.7])
     key = jax.random.key(11)
@@ -189,7 +203,7 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
 
 
 def test_direct_path_needs_a_point_per_component():
-    guide = AutoGaussianMixture(bimodal, n_components=4)
+    guide = AutoGaussianMixture(bimodal, n_components=4, init_strategy="draws")
     params = _guide_params(bimodal, guide)
     with pytest.raises(ValueError, match="num_samples must be >= n_components"):
         MixtureELBO(num_samples=3).loss(jax.random.key(0), params, bimodal, guide)
@@ -220,7 +234,11 @@ def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
     from scipy.stats import norm
 
     guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
+        bimodal,
+        n_components=2,
+        init_spread=3.0,
+        init_loc_fn=init_to_value(values={"x": 0.0}),
+        init_strategy="draws",
     )
     svi = SVI(bimodal, guide, optax.adam(0.01), Trace_ELBO())
     params = svi.get_params(svi.init(jax.random.key(0)))
@@ -251,7 +269,11 @@ def test_siwae_loss_matches_an_independent_computation():
     from scipy.stats import norm
 
     guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=2.0, init_loc_fn=init_to_value(values={"x": 0.0})
+        bimodal,
+        n_components=2,
+        init_spread=2.0,
+        init_loc_fn=init_to_value(values={"x": 0.0}),
+        init_strategy="draws",
     )
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(objective="siwae"))
     params = svi.get_params(svi.init(jax.random.key(0)))
@@ -283,7 +305,7 @@ def test_each_component_starts_at_its_own_init_draw():
     def two_d():
         numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
 
-    guide = AutoGaussianMixture(two_d, n_components=3, init_spread=0.0,
+    guide = AutoGaussianMixture(two_d, n_components=3, init_spread=0.0, init_strategy="draws",
                                 init_loc_fn=numpyro.infer.init_to_sample)  # fmt: skip
     svi = SVI(two_d, guide, optax.adam(0.01), MixtureELBO(num_samples=32))
     locs = np.asarray(svi.get_params(svi.init(jax.random.key(0)))["auto_locs"])
@@ -306,7 +328,8 @@ def test_2d_known_posterior_kl_10x_below_auto_multivariate_normal():
     from numpyro.infer.autoguide import AutoMultivariateNormal
 
     init = init_to_value(values={"x": jnp.zeros(2)})
-    guide = AutoGaussianMixture(known_2d, n_components=2, init_spread=2.0, init_loc_fn=init)
+    guide = AutoGaussianMixture(known_2d, n_components=2, init_spread=2.0, init_loc_fn=init,
+                                init_strategy="draws")  # fmt: skip
     res = SVI(known_2d, guide, optax.adam(0.05), MixtureELBO(num_samples=64)).run(
         jax.random.key(0), 400, progress_bar=False
     )
@@ -338,8 +361,8 @@ def label_switching(y):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_modes_init_puts_one_component_on_each_label_switching_mode(seed):
-    """The init alone (no SVI step) starts the K=2 means at the two mirror-image modes.
+def test_default_init_puts_one_component_on_each_label_switching_mode(seed):
+    """The default init (``"modes"``) alone, no SVI step, starts K=2 at the two mirror modes.
 
     Reference: the data-generating means (-2, 2) and their mirror (2, -2), the two modes
     of this exchangeable posterior. Tolerance 0.3: the posterior mode sits off the
@@ -347,8 +370,9 @@ def test_modes_init_puts_one_component_on_each_label_switching_mode(seed):
     mean ≈ 1/sqrt(100) = 0.1, and a mixture-overlap bias), measured 0.16 here; 0.3 is
     still far below the 2.8 distance from either mode to the saddle at (0, 0).
     """
-    guide = AutoGaussianMixture(label_switching, n_components=2, init_strategy="modes",
+    guide = AutoGaussianMixture(label_switching, n_components=2,
                                 n_starts=16, init_steps=300, seed=seed)  # fmt: skip
+    assert guide.init_strategy == "modes"  # the default: a NumPyro user need not know it
     svi = SVI(label_switching, guide, optax.adam(0.02), MixtureELBO(num_samples=32))
     locs = np.asarray(svi.get_params(svi.init(jax.random.key(seed), _LS_Y))["auto_locs"])
     modes = np.array([_LS_MU, _LS_MU[::-1]])
