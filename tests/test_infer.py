@@ -28,6 +28,12 @@ def constrained(y=None):
     numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
+def _bimodal_guide(spread):
+    """K=2 from x = 0 plus offsets of ``spread`` (the ``"draws"`` start): ±0.674·spread."""
+    return AutoGaussianMixture(bimodal, n_components=2, init_spread=spread, init_strategy="draws",
+                               init_loc_fn=init_to_value(values={"x": 0.0}))  # fmt: skip
+
+
 def test_loss_matches_trace_elbo_in_expectation():
     """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
     y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
@@ -51,13 +57,7 @@ def test_loss_matches_trace_elbo_in_expectation():
 
 
 def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
-    guide = AutoGaussianMixture(
-        bimodal,
-        n_components=2,
-        init_spread=3.0,
-        init_loc_fn=init_to_value(values={"x": 0.0}),
-        init_strategy="draws",
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(num_samples=256, method="stratified"))
     params = svi.get_params(svi.init(jax.random.key(0)))
     # stl=False: the gradient of the estimator's value itself, so finite differences apply
@@ -95,13 +95,7 @@ def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
 
 
 def test_recovers_both_modes_and_their_weights():
-    guide = AutoGaussianMixture(
-        bimodal,
-        n_components=2,
-        init_spread=3.0,
-        init_loc_fn=init_to_value(values={"x": 0.0}),
-        init_strategy="draws",
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.05), MixtureELBO(num_samples=64))
     res = svi.run(jax.random.key(0), 500, progress_bar=False)
     q = guide.get_posterior(res.params)
@@ -176,13 +170,7 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
     """
     from scipy.stats import norm
 
-    guide = AutoGaussianMixture(
-        bimodal,
-        n_components=2,
-        init_spread=2.0,
-        init_loc_fn=init_to_value(values={"x": 0.0}),
-        init_strategy="draws",
-    )
+    guide = _bimodal_guide(2.0)
     params = _guide_params(bimodal, guide, logits=[0.3, 0.7])
     key = jax.random.key(11)
     loss, g = jax.value_and_grad(
@@ -200,6 +188,45 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
     # float32 log-densities of O(10): 1e-4 relative, 1e-4 absolute on the gradient
     assert float(loss) == pytest.approx(float(w @ m), rel=1e-4)
     np.testing.assert_allclose(np.asarray(g["auto_logits"]), w * (m - w @ m), atol=1e-4)
+
+
+@pytest.mark.parametrize("stl", [True, False])
+def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(stl):
+    """A "diag" guide and a "full" one with the same diagonal factors: the same loss and
+    gradients at one key (the same counts and normals; the transform and log q take
+    different code paths, the gathered D×D factor against the per-coordinate scale)."""
+    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
+    guides = {
+        t: AutoGaussianMixture(
+            constrained, n_components=2, covariance_type=t, init_strategy="draws"
+        )  # fmt: skip
+        for t in ("full", "diag")
+    }
+    base = _guide_params(constrained, guides["full"], y, logits=[0.3, 0.7])
+    scale = jnp.array([[0.4, 0.7], [1.1, 0.5]])
+    params = {
+        "full": {**base, "auto_scale_tril": jax.vmap(jnp.diag)(scale)},
+        "diag": {
+            "auto_logits": base["auto_logits"],
+            "auto_locs": base["auto_locs"],
+            "auto_scale": scale,
+        },  # fmt: skip
+    }
+    _guide_params(constrained, guides["diag"], y)  # sets up the diag guide's prototype
+    elbo, key = MixtureELBO(num_samples=16, stl=stl), jax.random.key(3)
+    out = {
+        t: jax.value_and_grad(lambda p, t=t: elbo.loss(key, p, constrained, guides[t], y))(
+            params[t]
+        )
+        for t in guides
+    }
+    (lf, gf), (ld, gd) = out["full"], out["diag"]
+    # float32, O(10) losses: 1e-5 relative on the loss, 1e-4 absolute on the gradients
+    assert float(lf) == pytest.approx(float(ld), rel=1e-5)
+    for name in ("auto_logits", "auto_locs"):
+        np.testing.assert_allclose(gf[name], gd[name], atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(jax.vmap(jnp.diag)(gf["auto_scale_tril"]), gd["auto_scale"],
+                               atol=1e-4)  # fmt: skip
 
 
 def test_direct_path_needs_a_point_per_component():
@@ -233,13 +260,7 @@ def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
     from numpyro import handlers
     from scipy.stats import norm
 
-    guide = AutoGaussianMixture(
-        bimodal,
-        n_components=2,
-        init_spread=3.0,
-        init_loc_fn=init_to_value(values={"x": 0.0}),
-        init_strategy="draws",
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), Trace_ELBO())
     params = svi.get_params(svi.init(jax.random.key(0)))
     params = {**params, "auto_logits": jnp.log(jnp.array([0.4, 0.6]))}
@@ -268,13 +289,7 @@ def test_siwae_loss_matches_an_independent_computation():
     from scipy.special import logsumexp as np_lse
     from scipy.stats import norm
 
-    guide = AutoGaussianMixture(
-        bimodal,
-        n_components=2,
-        init_spread=2.0,
-        init_loc_fn=init_to_value(values={"x": 0.0}),
-        init_strategy="draws",
-    )
+    guide = _bimodal_guide(2.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(objective="siwae"))
     params = svi.get_params(svi.init(jax.random.key(0)))
     params = {**params, "auto_logits": jnp.log(jnp.array([0.25, 0.75]))}
