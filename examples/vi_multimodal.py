@@ -1,11 +1,11 @@
 """A bimodal posterior, fitted by a mixture guide and by a single Gaussian.
 
 The model's only latent is ``x ~ GaussianMixture`` in 2-D, so its posterior is that
-known mixture. ``AutoGaussianMixture`` (K = 2, ``MixtureELBO``) and NumPyro's
-``AutoMultivariateNormal`` (``Trace_ELBO``) are fitted from the same start; the script
-prints each guide's reverse KL(q‖posterior) (gmmjax's ``kl_estimate``) and draws the
-posterior with both guides (``vi_multimodal.png``). The single Gaussian must settle on
-one mode (or between them); the mixture recovers both.
+known mixture. ``AutoGaussianMixture`` (K = 2, ``MixtureELBO``, its default start at the
+modes it finds) and NumPyro's ``AutoMultivariateNormal`` (``Trace_ELBO``, from x = 0) are
+fitted; the script prints each guide's reverse KL(q‖posterior) (gmmjax's
+``kl_estimate``) and draws the posterior with both guides (``vi_multimodal.png``). The
+single Gaussian must settle on one mode (or between them); the mixture recovers both.
 
 Run: ``python examples/vi_multimodal.py [--quick] [--out DIR]`` (under a minute).
 """
@@ -44,7 +44,7 @@ def main():
     steps = 200 if args.quick else 1000
     init = init_to_value(values={"x": jnp.zeros(2)})
 
-    guide = AutoGaussianMixture(model, n_components=2, init_spread=2.0, init_loc_fn=init)
+    guide = AutoGaussianMixture(model, n_components=2)
     svi = SVI(model, guide, optax.adam(0.05), MixtureELBO(num_samples=64))
     q = guide.get_posterior(svi.run(jax.random.key(0), steps, progress_bar=False).params)
     mvn = AutoMultivariateNormal(model, init_loc_fn=init)

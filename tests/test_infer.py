@@ -28,10 +28,17 @@ def constrained(y=None):
     numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
+def _bimodal_guide(spread):
+    """K=2 from x = 0 plus offsets of ``spread`` (the ``"draws"`` start): ±0.674·spread."""
+    return AutoGaussianMixture(bimodal, n_components=2, init_spread=spread, init_strategy="draws",
+                               init_loc_fn=init_to_value(values={"x": 0.0}))  # fmt: skip
+
+
 def test_loss_matches_trace_elbo_in_expectation():
     """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
     y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
-    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3)
+    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
+                                init_strategy="draws")  # fmt: skip
     svi = SVI(constrained, guide, optax.adam(0.01), MixtureELBO(num_samples=64))
     params = svi.get_params(svi.init(jax.random.key(0), y))
     n = 4_000
@@ -50,9 +57,7 @@ def test_loss_matches_trace_elbo_in_expectation():
 
 
 def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
-    guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(num_samples=256, method="stratified"))
     params = svi.get_params(svi.init(jax.random.key(0)))
     # stl=False: the gradient of the estimator's value itself, so finite differences apply
@@ -90,9 +95,7 @@ def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
 
 
 def test_recovers_both_modes_and_their_weights():
-    guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.05), MixtureELBO(num_samples=64))
     res = svi.run(jax.random.key(0), 500, progress_bar=False)
     q = guide.get_posterior(res.params)
@@ -119,6 +122,120 @@ def test_recovers_both_modes_and_their_weights():
     assert float(kl_estimate(single, target, jax.random.key(9), 20_000).value) > 0.3
 
 
+def _guide_params(model, guide, *args, logits=None):
+    svi = SVI(model, guide, optax.adam(0.01), MixtureELBO(num_samples=32))
+    params = svi.get_params(svi.init(jax.random.key(0), *args))
+    if logits is not None:
+        params = {**params, "auto_logits": jnp.log(jnp.asarray(logits))}
+    return params
+
+
+@pytest.mark.parametrize("stl", [True, False])
+def test_direct_path_matches_the_general_plan_in_expectation(stl):
+    """The direct stratified path and kl_divergence's plan: same mean loss and gradient.
+
+    Both are unbiased for -ELBO and for the same gradient (STL or not) at the same guide
+    parameters, on a model with a constrained latent (a Jacobian in the log joint) and
+    unequal weights. 256 fixed keys per path; every loss and gradient entry must agree
+    within 4 combined standard errors of the two means (from the spread over keys).
+    """
+    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
+    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
+                                init_strategy="draws")  # fmt: skip
+    params = _guide_params(constrained, guide, y, logits=[0.3, 0.7])
+    keys = jax.random.split(jax.random.key(7), 256)
+
+    def draws(method):
+        elbo = MixtureELBO(num_samples=64, method=method, stl=stl)
+        vg = jax.value_and_grad(lambda p, k: elbo.loss(k, p, constrained, guide, y))
+        loss, grad = jax.jit(jax.vmap(vg, in_axes=(None, 0)))(params, keys)
+        return {"loss": loss, **grad}
+
+    new, old = draws("stratified"), draws("qmc")
+    for name in new:
+        a, b = np.asarray(new[name]), np.asarray(old[name])
+        se = np.sqrt(a.var(0) / len(a) + b.var(0) / len(b))
+        # entries with no spread on either side (the scale factors' upper triangles) are 0
+        np.testing.assert_array_less(np.abs(a.mean(0) - b.mean(0)), 4 * se + 1e-6, err_msg=name)
+
+
+def test_direct_path_loss_and_weight_gradient_against_scipy():
+    """The stratified loss on the same standard normals, computed with numpy and scipy.
+
+    N = 10, weights 0.3/0.7: systematic allocation gives each component 1 point and
+    shares the other 8 as floor(8·0.3 + ½) = 2 and 6, so counts 3 and 7, laid out
+    component by component on ``jax.random.normal(key, (10, 1))``. Loss
+    ``Σ_a w_a mean_j f(z_aj)``, ``f = log q - log p``; with STL the logits' gradient is
+    ``∂/∂ℓ_b Σ_a w_a m_a = w_b (m_b - Σ_a w_a m_a)`` (``m_a`` the component means of f).
+    """
+    from scipy.stats import norm
+
+    guide = _bimodal_guide(2.0)
+    params = _guide_params(bimodal, guide, logits=[0.3, 0.7])
+    key = jax.random.key(11)
+    loss, g = jax.value_and_grad(
+        lambda p: MixtureELBO(num_samples=10).loss(key, p, bimodal, guide)
+    )(params)
+    eps = np.asarray(jax.random.normal(key, (10, 1)))[:, 0]
+    comp = np.array([0] * 3 + [1] * 7)
+    mu = np.asarray(params["auto_locs"])[:, 0]
+    sd = np.asarray(params["auto_scale_tril"])[:, 0, 0]
+    w = np.array([0.3, 0.7])
+    z = mu[comp] + sd[comp] * eps
+    log_q = np.log((w * norm.pdf(z[:, None], mu, sd)).sum(-1))
+    log_p = np.log((np.asarray(W_TRUE) * norm.pdf(z[:, None], np.asarray(MU_TRUE), 0.5)).sum(-1))
+    m = np.array([np.mean((log_q - log_p)[comp == a]) for a in range(2)])
+    # float32 log-densities of O(10): 1e-4 relative, 1e-4 absolute on the gradient
+    assert float(loss) == pytest.approx(float(w @ m), rel=1e-4)
+    np.testing.assert_allclose(np.asarray(g["auto_logits"]), w * (m - w @ m), atol=1e-4)
+
+
+@pytest.mark.parametrize("stl", [True, False])
+def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(stl):
+    """A "diag" guide and a "full" one with the same diagonal factors: the same loss and
+    gradients at one key (the same counts and normals; the transform and log q take
+    different code paths, the gathered D×D factor against the per-coordinate scale)."""
+    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
+    guides = {
+        t: AutoGaussianMixture(
+            constrained, n_components=2, covariance_type=t, init_strategy="draws"
+        )  # fmt: skip
+        for t in ("full", "diag")
+    }
+    base = _guide_params(constrained, guides["full"], y, logits=[0.3, 0.7])
+    scale = jnp.array([[0.4, 0.7], [1.1, 0.5]])
+    params = {
+        "full": {**base, "auto_scale_tril": jax.vmap(jnp.diag)(scale)},
+        "diag": {
+            "auto_logits": base["auto_logits"],
+            "auto_locs": base["auto_locs"],
+            "auto_scale": scale,
+        },  # fmt: skip
+    }
+    _guide_params(constrained, guides["diag"], y)  # sets up the diag guide's prototype
+    elbo, key = MixtureELBO(num_samples=16, stl=stl), jax.random.key(3)
+    out = {
+        t: jax.value_and_grad(lambda p, t=t: elbo.loss(key, p, constrained, guides[t], y))(
+            params[t]
+        )
+        for t in guides
+    }
+    (lf, gf), (ld, gd) = out["full"], out["diag"]
+    # float32, O(10) losses: 1e-5 relative on the loss, 1e-4 absolute on the gradients
+    assert float(lf) == pytest.approx(float(ld), rel=1e-5)
+    for name in ("auto_logits", "auto_locs"):
+        np.testing.assert_allclose(gf[name], gd[name], atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(jax.vmap(jnp.diag)(gf["auto_scale_tril"]), gd["auto_scale"],
+                               atol=1e-4)  # fmt: skip
+
+
+def test_direct_path_needs_a_point_per_component():
+    guide = AutoGaussianMixture(bimodal, n_components=4, init_strategy="draws")
+    params = _guide_params(bimodal, guide)
+    with pytest.raises(ValueError, match="num_samples must be >= n_components"):
+        MixtureELBO(num_samples=3).loss(jax.random.key(0), params, bimodal, guide)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         AutoGaussianMixture(bimodal, covariance_type="tied")
@@ -143,9 +260,7 @@ def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
     from numpyro import handlers
     from scipy.stats import norm
 
-    guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=3.0, init_loc_fn=init_to_value(values={"x": 0.0})
-    )
+    guide = _bimodal_guide(3.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), Trace_ELBO())
     params = svi.get_params(svi.init(jax.random.key(0)))
     params = {**params, "auto_logits": jnp.log(jnp.array([0.4, 0.6]))}
@@ -174,9 +289,7 @@ def test_siwae_loss_matches_an_independent_computation():
     from scipy.special import logsumexp as np_lse
     from scipy.stats import norm
 
-    guide = AutoGaussianMixture(
-        bimodal, n_components=2, init_spread=2.0, init_loc_fn=init_to_value(values={"x": 0.0})
-    )
+    guide = _bimodal_guide(2.0)
     svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(objective="siwae"))
     params = svi.get_params(svi.init(jax.random.key(0)))
     params = {**params, "auto_logits": jnp.log(jnp.array([0.25, 0.75]))}
@@ -207,7 +320,7 @@ def test_each_component_starts_at_its_own_init_draw():
     def two_d():
         numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
 
-    guide = AutoGaussianMixture(two_d, n_components=3, init_spread=0.0,
+    guide = AutoGaussianMixture(two_d, n_components=3, init_spread=0.0, init_strategy="draws",
                                 init_loc_fn=numpyro.infer.init_to_sample)  # fmt: skip
     svi = SVI(two_d, guide, optax.adam(0.01), MixtureELBO(num_samples=32))
     locs = np.asarray(svi.get_params(svi.init(jax.random.key(0)))["auto_locs"])
@@ -230,7 +343,8 @@ def test_2d_known_posterior_kl_10x_below_auto_multivariate_normal():
     from numpyro.infer.autoguide import AutoMultivariateNormal
 
     init = init_to_value(values={"x": jnp.zeros(2)})
-    guide = AutoGaussianMixture(known_2d, n_components=2, init_spread=2.0, init_loc_fn=init)
+    guide = AutoGaussianMixture(known_2d, n_components=2, init_spread=2.0, init_loc_fn=init,
+                                init_strategy="draws")  # fmt: skip
     res = SVI(known_2d, guide, optax.adam(0.05), MixtureELBO(num_samples=64)).run(
         jax.random.key(0), 400, progress_bar=False
     )
@@ -262,8 +376,8 @@ def label_switching(y):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_modes_init_puts_one_component_on_each_label_switching_mode(seed):
-    """The init alone (no SVI step) starts the K=2 means at the two mirror-image modes.
+def test_default_init_puts_one_component_on_each_label_switching_mode(seed):
+    """The default init (``"modes"``) alone, no SVI step, starts K=2 at the two mirror modes.
 
     Reference: the data-generating means (-2, 2) and their mirror (2, -2), the two modes
     of this exchangeable posterior. Tolerance 0.3: the posterior mode sits off the
@@ -271,8 +385,9 @@ def test_modes_init_puts_one_component_on_each_label_switching_mode(seed):
     mean ≈ 1/sqrt(100) = 0.1, and a mixture-overlap bias), measured 0.16 here; 0.3 is
     still far below the 2.8 distance from either mode to the saddle at (0, 0).
     """
-    guide = AutoGaussianMixture(label_switching, n_components=2, init_strategy="modes",
+    guide = AutoGaussianMixture(label_switching, n_components=2,
                                 n_starts=16, init_steps=300, seed=seed)  # fmt: skip
+    assert guide.init_strategy == "modes"  # the default: a NumPyro user need not know it
     svi = SVI(label_switching, guide, optax.adam(0.02), MixtureELBO(num_samples=32))
     locs = np.asarray(svi.get_params(svi.init(jax.random.key(seed), _LS_Y))["auto_locs"])
     modes = np.array([_LS_MU, _LS_MU[::-1]])

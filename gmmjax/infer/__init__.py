@@ -5,8 +5,9 @@
   a single Gaussian (``AutoNormal``, ``AutoMultivariateNormal``) must collapse
   onto one mode.
 * :class:`MixtureELBO`: the ELBO of such a guide, estimated with gmmjax's
-  stratified (or QMC) plan: ``ELBO = -KL(q‖p̃)`` with ``p̃`` the model's
-  unnormalized posterior over the unconstrained latents,
+  stratified plan (a direct path, ``gmmjax/infer/_objectives.py``):
+  ``ELBO = -KL(q‖p̃)`` with ``p̃`` the model's unnormalized posterior over the
+  unconstrained latents,
 
       ELBO = Σ_a w_a E_ε[log p̃(μ_a + L_a ε) - log q(μ_a + L_a ε)].
 
@@ -28,11 +29,12 @@ signal. Adam rescales that noise to steps of about the learning rate, so the wei
 random-walk (0.5/0.5 drifted to 0.98/0.02 in 2000 steps at 0.02). ``MixtureELBO``
 gives the exact gradient instead. ``tests/test_infer.py`` checks both halves.
 
-Mode collapse (issue 10): on the label-switching model of ``benchmarks/bench_vi.py``
-the default start collapses K = 2 onto one mode in most seeds with either objective:
-components that start in the same basin of attraction stay there, since no local
-objective lets a component sense a mode its samples never reach.
-``AutoGaussianMixture(init_strategy="modes")`` starts them at distinct modes found by a
+Mode collapse (issue 10): on the label-switching model of ``benchmarks/bench_vi.py``,
+components started from ``init_loc_fn`` draws plus offsets (``init_strategy="draws"``)
+collapse K = 2 onto one mode in most seeds with either objective (1 of 10 seeds covered
+both modes with ``"elbo"``): components that start in the same basin of attraction stay
+there, since no local objective lets a component sense a mode its samples never reach.
+The default start, ``init_strategy="modes"``, puts them at distinct modes found by a
 multi-start descent of the log density (``gmmjax/infer/_modes.py``) and, with the
 ``"elbo"`` objective, covered both modes in 10 of 10 seeds (``benchmarks/RESULTS.md``).
 SIWAE is not the default: its bound is flat in the weights once the components separate
@@ -53,7 +55,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from jax.scipy.special import logsumexp
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.infer.autoguide import AutoContinuous
@@ -62,8 +63,9 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 
 from gmmjax.infer._modes import _ascend, _latin_hypercube_normal, _pick_modes
+from gmmjax.infer._objectives import _LogDensity, _siwae_loss, _stratified_elbo
 from gmmjax.mixture import GaussianMixture
-from gmmjax.montecarlo.divergences import DEFAULT_METHOD, kl_divergence
+from gmmjax.montecarlo.divergences import kl_divergence
 
 __all__ = ["AutoGaussianMixture", "MixtureELBO"]
 
@@ -78,31 +80,34 @@ class AutoGaussianMixture(AutoContinuous):
     Parameters (NumPyro ``param`` sites, named with ``prefix``):
     ``{prefix}_logits`` ``(K,)``, ``{prefix}_locs`` ``(K, D)`` and
     ``{prefix}_scale_tril`` ``(K, D, D)`` (``covariance_type="full"``) or
-    ``{prefix}_scale`` ``(K, D)`` (``"diag"``). The component means start at the
-    model's initial point plus offsets of scale ``init_spread`` laid out as a
-    Latin hypercube (each coordinate takes the K normal quantiles
-    ``Φ⁻¹((k + ½)/K)`` in an order drawn from ``seed``), so that the components
-    start apart and can move to different modes.
+    ``{prefix}_scale`` ``(K, D)`` (``"diag"``). The weights start equal and every
+    component with standard deviation ``init_scale``.
 
-    Each component starts at its own ``init_loc_fn`` draw (``K`` draws; with the
-    default ``init_to_median`` they nearly coincide and the offsets set them apart).
+    Where the component means start (``init_strategy``):
 
-    ``init_strategy="modes"`` starts the components at distinct posterior modes
-    instead: ``n_starts`` prior draws (in the unconstrained space) each descend the
-    potential energy for ``init_steps`` Adam steps, all in one ``jit(vmap)``; end
-    points that have not converged (Newton step over half a local sd) are dropped, end
-    points within 3 local standard deviations (``1/sqrt`` of the Hessian diagonal) are
-    merged, and ``K`` modes are picked by farthest-point selection from the most
-    probable one. With fewer than ``K`` modes found, the rest start at the best mode
-    plus Latin-hypercube offsets of ``init_spread`` local standard deviations. No
-    offsets are added to found modes. Cost: ``n_starts × init_steps`` gradients of the
-    log joint plus ``n_starts × D`` Hessian-vector products, once, at ``svi.init``.
-    Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2, 2000 steps):
-    both modes covered in 10 of 10 seeds with the default ``"elbo"`` objective, where
-    the default start covered 0 of 10 (``benchmarks/RESULTS.md``); with ``"siwae"`` the
-    components land one per mode but the weights drift (4 of 10). It finds only modes
-    that some of the ``n_starts`` draws reach; a mode whose basin no draw falls in stays
-    unfound.
+    * ``"modes"`` (the default): at distinct posterior modes. ``n_starts`` prior draws
+      (in the unconstrained space) each descend the potential energy for
+      ``init_steps`` Adam steps, all in one ``jit(vmap)``; end points that have not
+      converged (Newton step over half a local sd) are dropped, end points within 3
+      local standard deviations (``1/sqrt`` of the Hessian diagonal) are merged, and
+      ``K`` modes are picked by farthest-point selection from the most probable one.
+      With fewer than ``K`` modes found, the rest start at the best mode plus
+      Latin-hypercube offsets of ``init_spread`` local standard deviations. No offsets
+      are added to found modes. Cost: ``n_starts × init_steps`` gradients of the log
+      joint plus ``n_starts × D`` Hessian-vector products, once, at ``svi.init``
+      (1.5-2.7 s with its compile on the label-switching model below, against 10-16 s
+      for the 2000-step fit). It finds only modes that some of the ``n_starts`` draws
+      reach; a mode whose basin no draw falls in stays unfound.
+    * ``"draws"``: each component at its own ``init_loc_fn`` draw (``K`` draws; with
+      ``init_to_median`` they nearly coincide) plus offsets of scale ``init_spread``
+      laid out as a Latin hypercube (each coordinate takes the K normal quantiles
+      ``Φ⁻¹((k + ½)/K)`` in an order drawn from ``seed``). Cheap, but components that
+      start in one basin of attraction end on one mode.
+
+    Measured (``benchmarks/bench_vi.py``, label-switching model, K = 2, 2000 steps,
+    ``MixtureELBO(256)``): both modes covered in 10 of 10 seeds with ``"modes"``, 1 of
+    10 with ``"draws"`` (``benchmarks/RESULTS.md``); with the ``"siwae"`` objective the
+    components land one per mode but the weights drift (4 of 10).
 
     Train it with :class:`MixtureELBO`; ``Trace_ELBO`` also runs, but its weight
     gradient is zero-mean noise (see the module docstring), so the weights drift
@@ -110,22 +115,24 @@ class AutoGaussianMixture(AutoContinuous):
 
     Choosing ``K`` (measured on a label-switching model, ``benchmarks/bench_vi.py``):
     at least the number of modes you expect. Surplus components did not find more
-    modes (K = 4 covered both of two modes in 0 of 6 seeds, K = 2 in 1 of 3), so start
-    components apart instead (an ``init_loc_fn`` that draws, such as
-    ``init_to_sample``, gives each component its own draw; ``init_spread`` adds
-    offsets), and remove symmetry-only modes from the model (ordered means).
+    modes from the ``"draws"`` start (K = 4 covered both of two modes in 0 of 6 seeds),
+    so keep the ``"modes"`` start, or remove symmetry-only modes from the model (ordered
+    means).
 
     Args:
       model: a NumPyro model with continuous latent variables (no local latents).
       n_components: ``K``.
       covariance_type: ``"full"`` or ``"diag"``.
       prefix: the name prefix of the parameter sites.
-      init_loc_fn: NumPyro init strategy for the model's initial point.
+      init_loc_fn: NumPyro init strategy for the model's initial point (and, with
+        ``"draws"``, for each component's start).
       init_scale: initial standard deviation of every component.
-      init_spread: scale of the initial offsets of the means (in unconstrained units).
+      init_spread: scale of the initial offsets of the means (``"draws"``: in
+        unconstrained units; ``"modes"``: in local sds, for components beyond the modes
+        found).
       seed: seed of those offsets.
-      init_strategy: ``"draws"`` (``init_loc_fn`` draws plus offsets, the default) or
-        ``"modes"`` (multi-start mode finding, above).
+      init_strategy: ``"modes"`` (multi-start mode finding, the default) or ``"draws"``
+        (``init_loc_fn`` draws plus offsets), above.
       n_starts: ``"modes"`` only: the number of prior draws that descend.
       init_steps: ``"modes"`` only: Adam steps per start (rate 0.1, cosine-decayed).
 
@@ -136,22 +143,21 @@ class AutoGaussianMixture(AutoContinuous):
 
     Example:
       >>> import jax, jax.numpy as jnp, numpyro, optax
-      >>> from numpyro.infer import SVI, init_to_value
+      >>> from numpyro.infer import SVI
       >>> from gmmjax import GaussianMixture
       >>> from gmmjax.infer import AutoGaussianMixture, MixtureELBO
       >>> def model():
       ...     numpyro.sample("x", GaussianMixture(jnp.array([0.5, 0.5]),
       ...                    jnp.array([-3.0, 3.0]), scale=jnp.array([0.5, 0.5])))
-      >>> guide = AutoGaussianMixture(model, n_components=2, init_spread=3.0,
-      ...                             init_loc_fn=init_to_value(values={"x": 0.0}))
+      >>> guide = AutoGaussianMixture(model, n_components=2)
       >>> svi = SVI(model, guide, optax.adam(0.05), MixtureELBO(num_samples=64))
-      >>> state = svi.init(jax.random.key(0))
+      >>> state = svi.init(jax.random.key(0))  # finds the modes
       >>> q = guide.get_posterior(svi.get_params(state))
-      >>> q.n_components, q.event_shape, [round(float(m), 2) for m in q.locs[:, 0]]
-      (2, (1,), [-2.02, 2.02])
+      >>> q.n_components, q.event_shape, sorted(round(float(m), 2) for m in q.locs[:, 0])
+      (2, (1,), [-3.0, 3.0])
 
-    ``svi.run(key, 300)`` then moves one component onto each mode
-    (``tests/test_infer.py`` checks it).
+    ``svi.run(key, 300)`` then fits the scales and weights (``tests/test_infer.py``
+    checks a fit from the ``"draws"`` start).
     """
 
     def __init__(
@@ -165,7 +171,7 @@ class AutoGaussianMixture(AutoContinuous):
         init_scale: float = 0.1,
         init_spread: float = 1.0,
         seed: int = 0,
-        init_strategy: str = "draws",
+        init_strategy: str = "modes",
         n_starts: int = 32,
         init_steps: int = 500,
     ):
@@ -316,10 +322,18 @@ class MixtureELBO(ELBO):
 
     ``loss = KL(q‖p̃) = E_q[log q(z) - log p̃(z)]`` (the negative ELBO), where
     ``log p̃(z) = -potential_energy(z)`` is the model's log joint at the
-    unconstrained latents ``z``, Jacobian included. The expectation runs over
-    gmmjax's sampling plan (:func:`gmmjax.kl_divergence` with the target seen as
-    an unnormalized density), so the weights' gradient is exact and, with
-    ``stl=True``, the zero-mean score term of ``log q`` is dropped.
+    unconstrained latents ``z``, Jacobian included. The default estimate is
+    stratified over the components (DESIGN.md §3), on a direct path: ``n_a`` points
+    per component (every component at least one, the rest in proportion to the
+    weights, a fixed total), ``z = μ_a + L_a ε``, one vmapped log joint over all
+    points and ``log q`` once, then
+
+        loss = Σ_a w_a (1/n_a) Σ_j [log q(z_aj) - log p̃(z_aj)].
+
+    The weights' gradient is exact (no score function) and, with ``stl=True``, the
+    zero-mean score term of ``log q`` is dropped (the sticking-the-landing gradient for
+    the means and scales). Measured at 256 particles on CPU: 242 SVI steps/s against
+    262 for ``AutoMultivariateNormal`` + ``Trace_ELBO`` (``benchmarks/RESULTS.md``).
 
     Args:
       num_samples: points per step (static), shared among the components.
@@ -327,16 +341,21 @@ class MixtureELBO(ELBO):
         stratified importance-weighted bound
         ``E log Σ_a w_a (1/T) Σ_t p̃(z_at)/q(z_at)``, ``z_at ~ q_a``, averaged over
         ``num_samples // (K·inner)`` replicates (Morningstar et al. 2021, eq. 7);
-        reparameterized gradients, exact in the weights. 19× faster per step than
-        ``"elbo"`` today, but flat in the weights once components separate, and no
-        better against mode collapse (module docstring), so not the default.
+        reparameterized gradients, exact in the weights. About as fast per step as
+        ``"elbo"``, but flat in the weights once components separate, and no better
+        against mode collapse (module docstring), so not the default.
       inner: ``T``, the draws per component inside one SIWAE bound.
-      method: the sampling plan for ``"elbo"`` (``"stratified"``, ``"qmc"``,
-        ``"antithetic"``, ``"iid"``); the gmmjax default when omitted.
+      method: the sampling plan for ``"elbo"``: ``"stratified"`` (the default, the
+        direct path above), or ``"qmc"``, ``"antithetic"``, ``"iid"``, ``"cv"``,
+        ``"auto"``, which run through :func:`gmmjax.kl_divergence`'s general plan
+        (the target seen as an unnormalized density; chunked, with standard-error
+        bookkeeping): the same expected loss and gradient, 22× slower per step at
+        256 particles (11 steps/s).
       stl: sticking-the-landing gradients for ``"elbo"`` (default on).
 
     Raises:
-      ValueError: an unknown ``objective`` or ``inner < 1``.
+      ValueError: an unknown ``objective`` or ``inner < 1``; (at the first step)
+        ``num_samples`` below ``n_components`` with ``method="stratified"``.
       TypeError: the guide is not an :class:`AutoGaussianMixture`.
     """
 
@@ -346,7 +365,7 @@ class MixtureELBO(ELBO):
         *,
         objective: str = "elbo",
         inner: int = 1,
-        method: str = DEFAULT_METHOD,
+        method: str = "stratified",
         stl: bool = True,
     ):
         if objective not in _OBJECTIVES:
@@ -384,36 +403,14 @@ class MixtureELBO(ELBO):
         if self.objective == "siwae":
             loss = _siwae_loss(q, jax.vmap(log_joint), rng_key, self.num_samples, self.inner)
             return {"loss": loss, "mutable_state": None}
+        if self.method == "stratified":  # the direct path (gmmjax/infer/_objectives.py)
+            if self.num_samples < q.n_components:
+                raise ValueError(
+                    f"MixtureELBO: num_samples must be >= n_components ({q.n_components}) "
+                    f"(one point per component at least), got {self.num_samples}"
+                )
+            loss = _stratified_elbo(q, jax.vmap(log_joint), rng_key, self.num_samples, self.stl)
+            return {"loss": loss, "mutable_state": None}
         target = _LogDensity(jax.vmap(log_joint), (guide.latent_dim,))
         loss = kl_divergence(q, target, rng_key, self.num_samples, method=self.method, stl=self.stl)
         return {"loss": loss, "mutable_state": None}
-
-
-def _siwae_loss(q: GaussianMixture, log_joint, key, num_samples: int, inner: int):
-    """Minus the stratified importance-weighted bound, averaged over replicates.
-
-    ``z_{rat} = μ_a + L_a ε_{rat}``, ``t < T = inner`` draws per component ``a`` in
-    each of ``R = max(1, num_samples // (K T))`` replicates ``r``, and
-    ``loss = -mean_r log Σ_a w_a (1/T) Σ_t p̃(z_{rat}) / q(z_{rat})``.
-    """
-    k, d = q.n_components, q.dim
-    reps = max(1, num_samples // (k * inner))
-    eps = jax.random.normal(key, (reps, k, inner, d), dtype=q.locs.dtype)
-    z = q.locs[None, :, None, :] + jnp.einsum("ade,rate->ratd", q.component_scale_tril, eps)
-    z = z.reshape(-1, d)
-    log_w = (log_joint(z) - q.log_prob(z)).reshape(reps, k, inner)
-    bound = logsumexp(log_w + q.logits[None, :, None], axis=(1, 2)) - jnp.log(inner)
-    return -jnp.mean(bound)
-
-
-class _LogDensity:
-    """An unnormalized log-density seen as a distribution that is only evaluated."""
-
-    def __init__(self, log_prob, event_shape):
-        self.log_prob = log_prob
-        self.event_shape = tuple(event_shape)
-        self.batch_shape = ()
-        self.has_rsample = False
-
-    def sample(self, key, sample_shape=()):  # pragma: no cover - never sampled
-        raise TypeError("an unnormalized log-density cannot be sampled")
