@@ -404,7 +404,8 @@ def main(argv=None):
             for c in contenders:
                 v, v_note = res[c]
                 row.append(f"{v:.4g}" if v else ("—" if v_note == "-" else f"n/a: {v_note}"))
-            line = f"| {w} | {d} | {k} | " + " | ".join(row) + f" | {ratio} | {frac} | {_load().split()[0]} |"
+            line = f"| {w} | {d} | {k} | " + " | ".join(row)
+            line += f" | {ratio} | {frac} | {_load().split()[0]} |"
             lines.append(line)
             print(line, flush=True)
             if a.write:  # after every row, so a run cut short still leaves its rows
