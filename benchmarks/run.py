@@ -13,10 +13,12 @@ Contenders: ``gmmjax``; ``handjax`` (a hand-written JAX precision-Cholesky kerne
 iid sampling, the "write it yourself" baseline); ``numpyro`` (``MixtureSameFamily`` of
 ``MultivariateNormal``); ``tfp`` (TFP-JAX ``MixtureSameFamily`` via ``tfp-nightly``,
 ``pip install 'gmmjax[bench]'``); ``sklearn`` (the seed recipe: ``sample`` then
-``score_samples`` twice; one ``fit`` iteration for EM). torch is not a contender: only
-its CUDA wheel (≈ 1 GB with its dependencies) is on PyPI, and the CPU index is not
-reachable from our machines. Every timing is the median over warm runs after a first
-call that compiles; every row's ratios come from the same run.
+``score_samples`` twice; one ``fit`` iteration for EM); ``torch`` (CPU,
+``torch.distributions.MixtureSameFamily`` of ``MultivariateNormal``, eager; its
+mixture has no ``rsample``, so ``vag`` differentiates the log-densities at detached
+samples). Every timing is the median over warm runs after a first call that compiles;
+every row's ratios come from the same run. ``--cap`` bounds single cells (TFP's
+``value_and_grad`` runs for minutes).
 
 Usage (from the repository root):
   PYTHONPATH=. python benchmarks/run.py --quick            # a few minutes on 2 cores
@@ -41,14 +43,16 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZES = [(1, 3), (2, 5), (16, 32), (64, 64)]
 WORKLOADS = ["log_prob", "kl", "vag", "em", "compile"]
-CONTENDERS = ["gmmjax", "handjax", "numpyro", "tfp", "sklearn"]
+CONTENDERS = ["gmmjax", "handjax", "numpyro", "tfp", "torch", "sklearn"]
 SUPPORTS = {
     "gmmjax": set(WORKLOADS),
     "handjax": {"log_prob", "kl", "vag", "compile"},
     "numpyro": {"log_prob", "kl", "vag", "compile"},
     "tfp": {"log_prob", "kl", "vag", "compile"},
+    "torch": {"log_prob", "kl", "vag", "compile"},
     "sklearn": {"log_prob", "kl", "em"},
 }
+PEERS = ("numpyro", "tfp", "torch", "sklearn")  # the "best peer" column
 # NumPyro's and TFP's mixtures meet jax 0.10.2's CPU triangular-solve deadlock without it
 BASELINE_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 SECTION = "performance"
@@ -178,6 +182,8 @@ def worker(name, workload, d, k, n, repeats):
     t_start = time.perf_counter()
     if name == "sklearn":
         return _sklearn(workload, d, k, n, repeats)
+    if name == "torch":
+        return _torch(workload, d, k, n, repeats, t_start)
     if name == "gemm":
         return _gemm(repeats)
     import jax
@@ -240,6 +246,51 @@ def _sklearn(workload, d, k, n, repeats):
     raise ValueError(workload)
 
 
+def _torch(workload, d, k, n, repeats, t_start):
+    import torch
+
+    td = torch.distributions
+
+    def mk(w, m, l):
+        return td.MixtureSameFamily(
+            td.Categorical(probs=w), td.MultivariateNormal(m, scale_tril=l), validate_args=False
+        )
+
+    pp = [torch.tensor(a, requires_grad=workload == "vag") for a in _params(d, k, 0)]
+    qp = [torch.tensor(a, requires_grad=workload == "vag") for a in _params(d, k, 1)]
+    if workload == "log_prob":
+        x = torch.from_numpy(_points(d, n))
+        with torch.no_grad():
+            p = mk(*pp)
+            p.log_prob(x)
+            return _median(lambda r: p.log_prob(x), repeats)
+
+    def kl(r):
+        torch.manual_seed(r)
+        p, q = mk(*pp), mk(*qp)
+        x = p.sample((n,))  # no rsample for a mixture: detached points
+        return torch.mean(p.log_prob(x) - q.log_prob(x))
+
+    if workload in ("kl", "compile"):
+        with torch.no_grad():
+            kl(0)
+            if workload == "compile":
+                return time.perf_counter() - t_start
+            return _median(kl, repeats)
+    if workload == "vag":
+
+        def vag(r):
+            for a in pp + qp:
+                a.grad = None
+            v = kl(r)
+            v.backward()
+            return v.item(), [a.grad for a in pp + qp]
+
+        vag(0)
+        return _median(vag, repeats)
+    raise ValueError(workload)
+
+
 def _gemm(repeats, size=2048):
     import jax
     import jax.numpy as jnp
@@ -253,6 +304,7 @@ def _gemm(repeats, size=2048):
 
 # ------------------------------------------------------------------ driver
 def run_cell(name, workload, d, k, n, repeats, timeout):
+    """``(seconds, note)`` of one cell, run in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if name in ("numpyro", "tfp"):
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + BASELINE_FLAGS).strip()
@@ -278,6 +330,13 @@ def _machine():
     )
 
 
+def _load():
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker")
@@ -291,6 +350,8 @@ def main(argv=None):
     ap.add_argument("--contenders", help="comma-separated subset of " + ",".join(CONTENDERS))
     ap.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    ap.add_argument("--cap", nargs="*", default=["tfp:vag:120"],
+                    help="CONTENDER:WORKLOAD:SECONDS timeouts for single cells")  # fmt: skip
     ap.add_argument("--write", action="store_true", help="replace the section in RESULTS.md")
     a = ap.parse_args(argv)
     if a.worker:
@@ -301,7 +362,7 @@ def main(argv=None):
     sizes, contenders, workloads, n, repeats = SIZES, CONTENDERS, WORKLOADS, a.n, a.repeats
     if a.quick:
         sizes, n, repeats = [(2, 5), (16, 32)], 100_000, 3
-        contenders = ["gmmjax", "handjax", "numpyro", "tfp", "sklearn"]
+        contenders = list(CONTENDERS)
     if a.gpu:
         contenders = ["gmmjax", "numpyro", "tfp"]
         workloads = ["log_prob", "kl", "vag", "compile"]
@@ -312,7 +373,8 @@ def main(argv=None):
         contenders = a.contenders.split(",")
     if a.workloads:
         workloads = a.workloads.split(",")
-    lines = [f"Machine: {_machine()}.", ""]
+    caps = {tuple(c.split(":")[:2]): int(c.split(":")[2]) for c in a.cap or ()}
+    lines = [f"Machine: {_machine()}; load average {_load()} at the start.", ""]
     gemm, note = run_cell("gemm", "gemm", 1, 1, n, repeats, a.timeout)
     lines.append(
         "float32 GEMM rate (2048³ `jnp.dot`, precision highest): "
@@ -320,8 +382,8 @@ def main(argv=None):
     )
     lines += ["", f"N = {n:,}; medians of {repeats} warm runs; seconds.", ""]
     head = "| workload | D | K | " + " | ".join(contenders)
-    head += " | best peer / gmmjax | kernel % GEMM |"
-    lines += [head, "|---|---|---|" + "---|" * (len(contenders) + 2)]
+    head += " | best peer / gmmjax | kernel % GEMM | load (1 min) |"
+    lines += [head, "|---|---|---|" + "---|" * (len(contenders) + 3)]
     print("\n".join(lines), flush=True)
     for w in workloads:
         for d, k in sizes:
@@ -331,9 +393,9 @@ def main(argv=None):
                     res[c] = (None, "-")
                     continue
                 reps = repeats if d < 64 else max(2, repeats // 2)
-                res[c] = run_cell(c, w, d, k, n, reps, a.timeout)
+                res[c] = run_cell(c, w, d, k, n, reps, caps.get((c, w), a.timeout))
             g = res.get("gmmjax", (None, ""))[0]
-            peers = [v for c, (v, _) in res.items() if c not in ("gmmjax", "handjax") and v]
+            peers = [v for c, (v, _) in res.items() if c in PEERS and v]
             ratio = f"{min(peers) / g:.1f}×" if g and peers else "-"
             frac = "-"
             if w == "log_prob" and g and gemm:
@@ -342,7 +404,8 @@ def main(argv=None):
             for c in contenders:
                 v, v_note = res[c]
                 row.append(f"{v:.4g}" if v else ("—" if v_note == "-" else f"n/a: {v_note}"))
-            line = f"| {w} | {d} | {k} | " + " | ".join(row) + f" | {ratio} | {frac} |"
+            line = f"| {w} | {d} | {k} | " + " | ".join(row)
+            line += f" | {ratio} | {frac} | {_load().split()[0]} |"
             lines.append(line)
             print(line, flush=True)
             if a.write:  # after every row, so a run cut short still leaves its rows

@@ -150,20 +150,42 @@ def log_gaussian_kernel(
       >>> out.shape
       (4, 3)
     """
-    x = constrain_points(x)  # split over the devices of a ``mesh=`` call (gmmjax._runtime.sharding)
-    with jax.default_matmul_precision(_PRECISION.get()):
-        n = x.shape[0]
-        c = _row_chunk(locs.shape, covariance_type)
-        if c is None or n < 2 * c or mesh_active():
-            return _kernel(x, locs, prec, covariance_type)
-        # cache-sized row blocks: the (c, K, D) intermediate stays in L2, so the GEMM
-        # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
-        # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
-        d = x.shape[-1]
-        pad = -n % c
-        xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))]) if pad else x
-        out = jax.lax.map(lambda xc: _kernel(xc, locs, prec, covariance_type), xp.reshape(-1, c, d))
-        return out.reshape(-1, locs.shape[0])[:n]
+    return _kernel_function(locs, prec, covariance_type)(x)
+
+
+def _kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
+    """``x -> log_gaussian_kernel(x, locs, prec, covariance_type)``, parameter work done once.
+
+    The full type's parameter-only arrays (the ``(D, K·D)`` factor matrix, the centred
+    means projected by their factors, ``log|P|``) are computed once, before the row
+    blocks, not inside every block of the ``lax.map``.
+    """
+    precision = _PRECISION.get()
+    if covariance_type == "full":
+        with jax.default_matmul_precision(precision):
+            parts = _full_parts(locs, prec)
+        block = lambda xc: _full_kernel(xc, parts)  # noqa: E731
+    else:
+        block = lambda xc: _kernel(xc, locs, prec, covariance_type)  # noqa: E731
+
+    def apply(x):
+        # split over the devices of a ``mesh=`` call (gmmjax._runtime.sharding)
+        x = constrain_points(x)
+        with jax.default_matmul_precision(precision):
+            n = x.shape[0]
+            c = _row_chunk(locs.shape, covariance_type)
+            if c is None or n < 2 * c or mesh_active():
+                return block(x)
+            # cache-sized row blocks: the (c, K, D) intermediate stays in L2, so the GEMM
+            # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
+            # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
+            d = x.shape[-1]
+            pad = -n % c
+            xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))]) if pad else x
+            out = jax.lax.map(block, xp.reshape(-1, c, d))
+            return out.reshape(-1, locs.shape[0])[:n]
+
+    return apply
 
 
 _CACHE_FLOATS = 1 << 18  # ~1 MiB of float32: the (rows, K, D) block of the full type
@@ -178,23 +200,35 @@ def _row_chunk(locs_shape, covariance_type) -> int | None:
     return 1 << (rows.bit_length() - 1)
 
 
+def _full_parts(locs, prec):
+    """Parameter-only arrays of the full kernel: centre, (D, K·D) factors, μ_kᵀP_k, log|P|."""
+    k, d = locs.shape
+    center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
+    p_flat = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
+    m = jnp.einsum("kd,kde->ke", locs - center, prec)
+    return center, p_flat, m, _log_det_prec(prec, "full", d)
+
+
+def _full_kernel(x, parts):
+    """The full type on ``(N, D)`` points: one GEMM ``(N, D) @ (D, K·D)`` and a reduction."""
+    center, p_flat, m, log_det = parts
+    n, d = x.shape
+    y = ((x - center) @ p_flat).reshape(n, m.shape[0], d) - m[None]
+    return -0.5 * jnp.sum(y * y, axis=-1) + log_det - 0.5 * d * _LOG_2PI
+
+
 def _kernel(x, locs, prec, covariance_type):
     if covariance_type == "univariate":
         z = (x[:, None] - locs[None, :]) * prec[None, :]
         return -0.5 * z * z + jnp.log(prec)[None, :] - 0.5 * _LOG_2PI
+    if covariance_type == "full":
+        return _full_kernel(x, _full_parts(locs, prec))
     d = x.shape[-1]
     center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
     xc = x - center
     mc = locs - center
     log_det = _log_det_prec(prec, covariance_type, d)
-    if covariance_type == "full":
-        k = prec.shape[0]
-        # one GEMM: (N, D) @ (D, K*D)
-        p_flat = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
-        y = (xc @ p_flat).reshape(x.shape[0], k, d)
-        y = y - jnp.einsum("kd,kde->ke", mc, prec)[None]
-        maha = jnp.sum(y * y, axis=-1)
-    elif covariance_type == "tied":
+    if covariance_type == "tied":
         y = xc @ prec
         m = mc @ prec
         maha = jnp.sum(y * y, axis=-1)[:, None] - 2.0 * (y @ m.T) + jnp.sum(m * m, axis=-1)[None, :]
