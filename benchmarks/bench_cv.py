@@ -3,8 +3,9 @@
 For each pair (random mixtures, and class-conditional fits to scikit-learn's bundled
 data sets) and each quantity (KL, JS), every method is run at N = 2¹⁴ over ``--keys``
 keys, vmapped inside one jit. The truth is a float64 run of qmc in 1-D and 2-D, cv
-above (the KL default; for JS cv is on request) with ``--ref-n`` points (its own stderr is printed; at 2²⁰
-points its RMSE is 1/8 of the N = 2¹⁴ runs', so it inflates their MSE by about 1.5%).
+above (the KL default; for JS cv is on request) with ``--ref-n`` points (its own
+stderr is printed; at 2²⁰ points its RMSE is 1/8 of the N = 2¹⁴ runs', so it
+inflates their MSE by about 1.5%).
 Columns:
 
 * "saved" = (RMSE_iid / RMSE_method)²: how many times more iid samples the same
