@@ -244,17 +244,9 @@ def _iid_reference(pp, qp, n, seed):
         comp = rng.choice(len(w), size=m, p=w)
         return mu[comp] + np.einsum("nij,nj->ni", tril[comp], rng.normal(size=(m, mu.shape[1])))
 
-    def logpdf(par, x):
-        w, mu, tril = par
-        cols = [
-            np.log(w[c]) + scipy.stats.multivariate_normal(mu[c], tril[c] @ tril[c].T).logpdf(x)
-            for c in range(len(w))
-        ]
-        return np.logaddexp.reduce(np.stack(cols, -1), axis=-1)
-
     xp, xq = sample(pp, n), sample(qp, n)
-    dp = logpdf(pp, xp) - logpdf(qp, xp)
-    dq = logpdf(pp, xq) - logpdf(qp, xq)
+    dp = _np_logpdf(pp, xp) - _np_logpdf(qp, xp)
+    dq = _np_logpdf(pp, xq) - _np_logpdf(qp, xq)
     js_p = math.log(2) - np.logaddexp(0, -dp)  # log(2 p / (p + q)) on p's samples
     js_q = math.log(2) - np.logaddexp(0, dq)
     kl = (dp.mean(), dp.std() / math.sqrt(n))
