@@ -77,8 +77,13 @@ class Proposal(NamedTuple):
 
 
 def num_pairs(kp: int, kq: int, num_points: int) -> int:
-    """Static number of pairs kept: ``min(K_p K_q, 2 (K_p + K_q))`` within the points."""
-    return max(1, min(kp * kq, 2 * (kp + kq), num_points // 2 - kp - kq))
+    """Static number of pairs kept: ``min(K_p K_q, 2 (K_p + K_q))``, fewer for few points.
+
+    The strata (pairs and the components of ``p`` and ``q``) are kept to at most a
+    quarter of the points, so that some hold two antithetic pairs or more and the
+    stderr has a (pooled) variance to use.
+    """
+    return max(1, min(kp * kq, 2 * (kp + kq), num_points // 4 - kp - kq))
 
 
 def overlap_proposal(p: GaussianMixture, q: GaussianMixture, num_pairs: int) -> Proposal:
