@@ -18,7 +18,8 @@ Conventions:
 
 Methods (``method=``; see :mod:`gmmjax.montecarlo.sampling`): ``"iid"``, ``"stratified"``,
 ``"antithetic"``, ``"qmc"``, ``"cv"`` (antithetic pairs plus control variates with exact
-Gaussian expectations, :mod:`gmmjax.montecarlo.control_variates`) and ``"auto"`` (the
+Gaussian expectations, :mod:`gmmjax.montecarlo.control_variates`; for JS importance
+sampling on the overlap of ``p`` and ``q``) and ``"auto"`` (the
 default: ``"qmc"`` in 1-D and 2-D, ``"cv"`` from D = 3, chosen by measurement: see the
 ``docs/guide/divergences.md`` and ``benchmarks/bench_div_efficiency.py``). A non-Gaussian
 NumPyro distribution is always sampled iid with its own ``sample``; its parameters
