@@ -2,9 +2,10 @@
 
 For each pair (random mixtures, and class-conditional fits to scikit-learn's bundled
 data sets) and each quantity (KL, JS), every method is run at N = 2¹⁴ over ``--keys``
-keys, vmapped inside one jit. The truth is a float64 run of the default method (qmc
-in 1-D and 2-D, cv above) with ``--ref-n`` points (its own stderr is printed; at 2²⁰
-points its RMSE is 1/8 of the N = 2¹⁴ runs', so it inflates their MSE by about 1.5%).
+keys, vmapped inside one jit. The truth is a float64 run of qmc in 1-D and 2-D, cv
+above (the KL default; for JS cv is on request) with ``--ref-n`` points (its own
+stderr is printed; at 2²⁰ points its RMSE is 1/8 of the N = 2¹⁴ runs', so it
+inflates their MSE by about 1.5%).
 Columns:
 
 * "saved" = (RMSE_iid / RMSE_method)²: how many times more iid samples the same
@@ -15,7 +16,7 @@ Columns:
   load from other processes hits them alike).
 
 usage: python benchmarks/bench_cv.py [--keys 200] [--n 16384] [--ref-n 1048576]
-       [--only random8,wine,...]
+       [--only random8,wine,...] [--quantities KL,JS]
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def main():
     ap.add_argument("--n", type=int, default=2**14)
     ap.add_argument("--ref-n", type=int, default=2**20)
     ap.add_argument("--only", default=",".join(PAIRS))
+    ap.add_argument("--quantities", default="KL,JS")
     a = ap.parse_args()
     print(f"N = {a.n}, {a.keys} keys, truth: float64 default method with {a.ref_n} points\n")
     print(
@@ -135,6 +137,8 @@ def main():
         d, k = pp[1].shape[1], pp[1].shape[0]
         default = auto_method(d)
         for qname, fn in (("KL", g.kl_estimate), ("JS", g.js_estimate)):
+            if qname not in a.quantities.split(","):
+                continue
             ref = jax.jit(
                 lambda p, q, fn=fn: fn(p, q, jax.random.key(99), a.ref_n, method=default)
             )(p64, q64)
@@ -152,7 +156,7 @@ def main():
             cost = _times(ones, keys[0])
             saved = {m: (rmse["iid"] / rmse[m]) ** 2 for m in METHODS}
             print(
-                f"| {name} | {d} | {k} | {qname} | {default} "
+                f"| {name} | {d} | {k} | {qname} | {auto_method(d, qname.lower())} "
                 f"| {truth:.6g} ± {float(ref.stderr):.1e} | "
                 + " | ".join(f"{rmse[m]:.2e}" for m in METHODS)
                 + f" | {saved['qmc']:.1f}x / {saved['cv']:.1f}x"

@@ -37,13 +37,11 @@ expectations ``E_a[ℓ^e_c]`` are differentiable closed forms, so the gradient i
 pathwise in the means and factors. Antithetic pairs ``(ε, -ε)`` remove the odd part
 of the residual that the surrogate misses; a stratum's unit is then a pair.
 
-For Jensen–Shannon the integrand ``log 2 - B(Δ)`` (``B`` the binary entropy of
-``sigmoid Δ``, ``Δ = log p - log q``) is not linear in the surrogates, so a third
-feature ``B(Δ_sur(x))`` is added with prior coefficient ``-1``: ``Δ_sur`` is a
-quadratic in ``ε`` and ``E_a[B(Δ_sur)]`` is computed exactly by Fourier inversion
-(:mod:`gmmjax.montecarlo._surrogates`). Measured (``benchmarks/bench_cv.py``): KL
-needs 5-130× (median 47×) fewer samples than iid from D = 8 to 64, JS 2-5× (less where ``p`` and
-``q`` barely overlap: the surrogate is least accurate where the JS integrand varies).
+Jensen–Shannon does not use these surrogates: its ``"cv"`` method is importance
+sampling on the overlap of ``p`` and ``q`` (:mod:`gmmjax.montecarlo._overlap`); the
+surrogates with a binary-entropy feature saved only 2-5× there. Measured
+(``benchmarks/bench_cv.py``): KL needs 5-130× (median 47×) fewer samples than iid from
+D = 8 to 64.
 
 The features cost ``O(N·K)`` on top of the kernel matrices that ``log p`` and
 ``log q`` need anyway (they are reused), plus a once-per-call ``O(K_s K_e D³)`` for
@@ -65,12 +63,7 @@ import jax.numpy as jnp
 from gmmjax.gaussian import cholesky_factors, log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import expectation, log_density
-from gmmjax.montecarlo._surrogates import (
-    bump,
-    bump_expectation,
-    expected_log_components,
-    surrogate,
-)
+from gmmjax.montecarlo._surrogates import expected_log_components, surrogate
 from gmmjax.montecarlo.sampling import (
     block_info,
     dtype_of,
@@ -100,11 +93,12 @@ AUTO_METHODS = ((2, "qmc"), (None, "cv"))
 def auto_method(dim: int, quantity: str | None = None) -> str:
     """The method ``"auto"`` stands for at event dimension ``dim`` (1 for univariate).
 
-    For JS (``quantity="js"``) ``"cv"`` is replaced by ``"antithetic"``: its control
-    variate's closed form needs a batched eigendecomposition, a LAPACK call that jax
-    0.10.2's CPU scheduler can deadlock on (see :func:`gmmjax.gaussian.cholesky_factors`),
-    and it saves only 2-5x there (``benchmarks/RESULTS.md``). ``method="cv"`` stays
-    available for JS on request.
+    For JS (``quantity="js"``) ``"cv"`` is replaced by ``"antithetic"``. JS's ``"cv"``
+    (importance sampling on the overlap, :mod:`gmmjax.montecarlo._overlap`) needs no
+    LAPACK call and saves 20-2000x over iid from D = 8 to 30 (``benchmarks/RESULTS.md``),
+    but it is not the default yet: making it so changes every default JS estimate at
+    D >= 3, which the tests of those call sites must be rerun for. ``method="cv"`` is
+    available on request.
 
     Example:
       >>> auto_method(1), auto_method(16), auto_method(16, "js")
@@ -130,7 +124,6 @@ def cv_expectation(
     *,
     chunk: int,
     antithetic: bool = True,
-    js_bump: bool = False,
     top: int = _TOP,
 ):
     """``E_s[h]`` with ``h = g(log e_1(x), ..., log e_J(x))``, by regression control variates.
@@ -147,9 +140,6 @@ def cv_expectation(
       antithetic: draw pairs ``(ε, -ε)``.
       top: the ``top`` most responsible components of each evaluated mixture also get a
         feature of their own (default 0: measured no gain at D = 16).
-      js_bump: ``evals == (p, q)`` and ``g = log 2 - B(log p - log q)``: add the feature
-        ``B(Δ_sur(x))`` (prior coefficient -1), whose stratum expectation is computed by
-        Fourier inversion (:func:`gmmjax.montecarlo._surrogates.bump_expectation`).
 
     Returns:
       ``(value, stderr, used)``: traced scalars and the static number of points used.
@@ -162,11 +152,6 @@ def cv_expectation(
     sur = [surrogate(s, e) for e in evals]
     means = [sr.mean for sr in sur]
     b0 = list(beta0)
-    if js_bump:
-        bq = bump_expectation(s, evals[0], evals[1], sur[0], sur[1])
-        means.append(bq.mean)
-        b0.append(-1.0)
-        kappa = sur[0].kappa - sur[1].kappa
     # the log-densities of the `top` most responsible components of each evaluated
     # mixture, one feature each: they follow responsibilities that vary in a stratum
     tops = [jnp.argsort(-sr.resp, axis=-1)[:, : min(top, sr.resp.shape[-1])] for sr in sur]
@@ -186,9 +171,6 @@ def cv_expectation(
         pairs = list(zip(ker, evals, sur, strict=True))
         logd = [jax.nn.logsumexp(kk + e.logits[None], axis=-1) for kk, e, _ in pairs]
         z = [jnp.sum(kk * sr.resp[comp_rows], axis=-1) for kk, _, sr in pairs]
-        if js_bump:
-            dsur = jax.lax.stop_gradient(z[0] - z[1] + kappa[comp_rows])
-            z.append(jnp.where(bq.ok[comp_rows], bump(dsur), 0.0))
         for kk, ti in zip(ker, tops, strict=True):
             z.extend(jnp.take_along_axis(kk, ti[comp_rows], axis=-1).T)
         z = jnp.stack(z, axis=-1)
@@ -235,7 +217,7 @@ def cv_expectation(
     return value, se, num_samples  # make_layout places exactly num_samples points
 
 
-def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int, js_bump=False):
+def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int):
     """:func:`cv_expectation` when every distribution is a `GaussianMixture`.
 
     Otherwise (a NumPyro distribution with no closed-form surrogate) the plain
@@ -243,9 +225,7 @@ def cv_or_plain(s, evals, key, num_samples: int, g, beta0, *, chunk: int, js_bum
     antithetic pairs when ``s`` is a mixture, iid draws otherwise.
     """
     if all(isinstance(d, GaussianMixture) for d in (s, *evals)):
-        return cv_expectation(
-            s, tuple(evals), key, num_samples, g, beta0, chunk=chunk, js_bump=js_bump
-        )
+        return cv_expectation(s, tuple(evals), key, num_samples, g, beta0, chunk=chunk)
     lds = [log_density(e) for e in evals]
     return expectation(s, key, num_samples, "cv", lambda x: g(*[ld(x) for ld in lds]), chunk=chunk)
 
