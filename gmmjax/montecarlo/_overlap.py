@@ -157,7 +157,11 @@ def _hi_matmul(a, b):
 
 
 def binary_entropy(delta: jax.Array) -> jax.Array:
-    """``H_b(sigmoid Δ)`` in nats, even in ``Δ``; ``0`` (zero gradient) at ``Δ = ±inf``."""
+    """``H_b(sigmoid Δ)`` in nats, even in ``Δ``; ``0`` (zero gradient) at ``Δ = ±inf``.
+
+    With ``a = |Δ|``, ``H_b = softplus(-a) + a·sigmoid(-a)``; ``a`` is capped at 100
+    (``H_b(100) < 4e-42``) so that ``Δ = ±inf`` gives 0, not ``0·inf = NaN``.
+    """
     a = jnp.minimum(jnp.abs(delta), 100.0)
     return jax.nn.softplus(-a) + a * jax.nn.sigmoid(-a)
 

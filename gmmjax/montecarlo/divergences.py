@@ -54,7 +54,7 @@ from gmmjax.montecarlo._estimators import (
     Estimate,
     log_density,
 )
-from gmmjax.montecarlo._overlap import js_overlap
+from gmmjax.montecarlo._overlap import binary_entropy, js_overlap
 from gmmjax.montecarlo.control_variates import auto_method, cv_or_plain
 
 __all__ = [
@@ -160,14 +160,11 @@ def kl_divergence(p, q, key, num_samples: int = DEFAULT_NUM_SAMPLES, **kwargs) -
 def _js_term(delta):
     """``log 2 - H_b(s)``, ``s = sigmoid(Δ)``: in ``[0, log 2]`` for every Δ, ±inf included.
 
-    ``H_b`` is even in Δ; with ``a = |Δ|``, ``H_b = softplus(-a) + a·sigmoid(-a)``. Capping
-    ``a`` at 100 (``H_b(100) < 4e-42``) keeps ``Δ = ±inf`` (one density underflowed, as for
-    components 1e20 standard deviations apart) at the exact ``log 2`` with a zero gradient,
-    instead of ``0·inf = NaN``.
+    ``H_b`` is :func:`gmmjax.montecarlo._overlap.binary_entropy`, whose cap on ``|Δ|``
+    keeps ``Δ = ±inf`` (one density underflowed, as for components 1e20 standard
+    deviations apart) at the exact ``log 2`` with a zero gradient, instead of ``0·inf = NaN``.
     """
-    a = jnp.minimum(jnp.abs(delta), 100.0)
-    h_b = jax.nn.softplus(-a) + a * jax.nn.sigmoid(-a)
-    return jnp.clip(_LOG2 - h_b, 0.0, _LOG2)
+    return jnp.clip(_LOG2 - binary_entropy(delta), 0.0, _LOG2)
 
 
 @compiled(post=_warn_overflow)
