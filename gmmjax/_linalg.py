@@ -123,7 +123,9 @@ def cholesky_factors(a: jax.Array) -> tuple[jax.Array, jax.Array]:
       G. H. Golub and C. F. Van Loan, *Matrix Computations*, 4th ed. (2013), §4.2.
     """
     a = jnp.asarray(a)
-    return _cholesky_blocked(0.5 * a + 0.5 * jnp.swapaxes(a, -1, -2))  # no overflow at 3e38
+    # the mean of A and Aᵀ without overflow at 3e38: XLA rewrites 0.5·A + 0.5·Aᵀ inside a
+    # jit as 0.5·(A + Aᵀ), which overflows; A + 0.5·(Aᵀ − A) it leaves alone
+    return _cholesky_blocked(a + 0.5 * (jnp.swapaxes(a, -1, -2) - a))
 
 
 def cholesky(a: jax.Array) -> jax.Array:

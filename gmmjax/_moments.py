@@ -11,6 +11,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr, logsumexp
 
 from gmmjax._params import SCALE_NDIM
+from gmmjax._runtime.compile import method_call
 from gmmjax.gaussian import cholesky, tril_inverse
 
 
@@ -127,7 +128,9 @@ class MomentsMixin:
         Returns:
           ``sample_shape + batch_shape + event_shape``.
         """
-        sample_shape = tuple(sample_shape)
+        return method_call(self, "_sample", (key,), (tuple(sample_shape),))
+
+    def _sample(self, key, sample_shape) -> jax.Array:
         n, batch = math.prod(sample_shape), self.batch_shape
         logits, locs, sp = self._full_leaves()
         if not batch:

@@ -15,10 +15,15 @@ Three things live here, all about *structure* (shapes, covariance types), never 
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from numpyro.distributions import constraints
 
+from gmmjax._validate import all_pass
 from gmmjax.gaussian import COVARIANCE_TYPES, cholesky, scale_tril_from_precision
 
 # number of trailing (non-batch) dimensions of the stored scale factor
@@ -142,10 +147,10 @@ def to_scale_param(covariance_type: str, name: str, value: jax.Array) -> jax.Arr
 
 
 def convert(*, weights, logits, locs, cov_args: dict, covariance_type):
-    """Structural checks, then ``(logits, locs, scale_param, covariance_type, raw)``.
+    """Structural checks, then ``(layout, raw)``.
 
-    ``raw`` maps the given argument names to their (float) arrays for the value checks.
-    The returned arrays are broadcast to the common batch shape; logits are normalized.
+    ``raw`` maps the given argument names to their (float) arrays; `stored` turns them
+    into the stored parameters, and the value checks read them.
     """
     if (weights is None) == (logits is None):
         raise TypeError("GaussianMixture: pass exactly one of weights or logits=")
@@ -215,13 +220,81 @@ def convert(*, weights, logits, locs, cov_args: dict, covariance_type):
             f"GaussianMixture: the batch shapes of {wname} {w_batch}, locs {l_batch} and "
             f"{name} {c_batch} do not broadcast"
         ) from None
-    lg = _safe_log(wv) if weights is not None else wv
+    layout = Layout(covariance_type, name, weights is not None, batch, k, ev, want)
+    return layout, raw
+
+
+class Layout(NamedTuple):
+    """What :func:`convert` learns from the argument shapes (hashable: a jit key)."""
+
+    covariance_type: str
+    name: str  # the covariance argument given
+    from_weights: bool  # weights= (else logits=)
+    batch: tuple[int, ...]
+    k: int
+    ev: int  # 0 for univariate, else 1
+    want: tuple[int, ...]  # the stored factor's non-batch shape
+
+
+def raw_names(layout: Layout) -> tuple[str, str, str]:
+    """The keys of ``raw``, in order: the weights argument, ``locs``, the covariance."""
+    return ("weights" if layout.from_weights else "logits", "locs", layout.name)
+
+
+def stored(layout: Layout, wv, locs, cov, factor=None):
+    """``(logits, locs, scale_param)`` from the converted arguments (traceable).
+
+    ``factor`` is the Cholesky factor of ``cov`` when the caller has it already (a
+    full or tied ``covariance_matrix``), so that each matrix is factored once.
+    """
+    lg = _safe_log(wv) if layout.from_weights else wv
     lg = jax.nn.log_softmax(lg, axis=-1)
-    scale_param = to_scale_param(covariance_type, name, cov)
+    if factor is None:
+        factor = to_scale_param(layout.covariance_type, layout.name, cov)
+    b, ev = layout.batch, layout.ev
     return (
-        jnp.broadcast_to(lg, batch + (k,)),
-        jnp.broadcast_to(locs, batch + locs.shape[locs.ndim - 1 - ev :]),
-        jnp.broadcast_to(scale_param, batch + want),
-        covariance_type,
-        raw,
+        jnp.broadcast_to(lg, b + (layout.k,)),
+        jnp.broadcast_to(locs, b + locs.shape[locs.ndim - 1 - ev :]),
+        jnp.broadcast_to(factor, b + layout.want),
     )
+
+
+def to_batch_major(x, batch: tuple[int, ...], ev: tuple[int, ...]):
+    """Points ``sample + batch + event`` → ``(batch..., N, event)`` and the sample shape."""
+    x = jnp.asarray(x)
+    if ev and (x.ndim == 0 or x.shape[-1] != ev[0]):
+        got = x.shape[-1] if x.ndim else "a scalar"
+        raise ValueError(
+            f"x has last dimension {got} but the mixture is {ev[0]}-dimensional; "
+            f"pass points of shape (..., {ev[0]})"
+        )
+    try:
+        full = jnp.broadcast_shapes(x.shape[: x.ndim - len(ev)], batch)
+    except ValueError:
+        raise ValueError(
+            f"x of shape {x.shape} does not broadcast against the batch shape {batch} "
+            f"and event shape {ev}; pass shape sample_shape + {batch} + {ev}"
+        ) from None
+    sample_shape = full[: len(full) - len(batch)]
+    x = jnp.broadcast_to(x, full + ev).reshape((math.prod(sample_shape),) + batch + ev)
+    return jnp.moveaxis(x, 0, len(batch)), sample_shape
+
+
+def from_batch_major(nbatch: int, out: jax.Array, sample_shape) -> jax.Array:
+    """The inverse of :func:`to_batch_major` for a per-point output ``(batch..., N, ...)``."""
+    out = jnp.moveaxis(out, nbatch, 0)
+    return out.reshape(tuple(sample_shape) + out.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def build(arrays: tuple, layout: Layout, check: bool):
+    """The stored parameters and (when ``check``) whether every value check passes, as
+    one compiled program per argument layout: run eagerly, building a mixture would
+    compile each of its few dozen operations on its own for every new shape."""
+    raw = dict(zip(raw_names(layout), arrays, strict=True))
+    cov = raw[layout.name]
+    factor = None
+    if layout.covariance_type in ("full", "tied") and layout.name == "covariance_matrix":
+        factor = cholesky(cov)  # stored, and read by the positive-definiteness check
+    leaves = stored(layout, *arrays, factor=factor)
+    return leaves, (all_pass(raw, layout.covariance_type, factor) if check else jnp.bool_(True))

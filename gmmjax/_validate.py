@@ -120,9 +120,13 @@ def _worst_sum(w):
     return s.flat[int(np.argmax(np.abs(s - 1.0)))]
 
 
-def _checks(raw: dict, covariance_type: str):
+def _checks(raw: dict, covariance_type: str, factor=None):
     """``[(ok, message, detail)]``: ``ok`` a boolean array, ``detail`` a host-side
-    function of the concrete inputs that adds numbers to the message (or ``None``)."""
+    function of the concrete inputs that adds numbers to the message (or ``None``).
+
+    ``factor``: the Cholesky factor of a full or tied ``covariance_matrix`` when the
+    caller has computed it (the positive-definiteness check then reads its diagonal
+    instead of factoring the matrix a second time)."""
     out = []
     for name, a in raw.items():
         if name == "logits":
@@ -217,7 +221,9 @@ def _checks(raw: dict, covariance_type: str):
                     None,
                 )
             )
-            chol = cholesky(jnp.where(asym, c, jnp.eye(c.shape[-1], dtype=c.dtype)))
+            chol = factor
+            if chol is None:
+                chol = cholesky(jnp.where(asym, c, jnp.eye(c.shape[-1], dtype=c.dtype)))
             diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
             out.append((jnp.isfinite(diag) & (diag > 0), _not_pd(name, covariance_type), None))
     else:
@@ -227,6 +233,16 @@ def _checks(raw: dict, covariance_type: str):
 
 def _is_tracer(a) -> bool:
     return isinstance(a, jax.core.Tracer)
+
+
+def all_pass(raw: dict, covariance_type: str, factor=None) -> jax.Array:
+    """One boolean scalar: every value check passes (traceable, for a compiled build).
+
+    When it is False, :func:`validate` on the same inputs raises the message of the
+    first failed check.
+    """
+    oks = [jnp.all(ok) for ok, _, _ in _checks(raw, covariance_type, factor)]
+    return jnp.all(jnp.stack(oks))
 
 
 def validate(raw: dict, covariance_type: str) -> None:

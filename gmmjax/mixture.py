@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -18,11 +19,12 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.batch_util import promote_batch_shape, vmap_over
-from numpyro.distributions.util import validate_sample
+from numpyro.util import find_stack_level
 
 from gmmjax import _params
 from gmmjax._moments import MomentsMixin, mixture_repr
 from gmmjax._params import SCALE_NDIM
+from gmmjax._runtime.compile import method_call
 from gmmjax._validate import checked, checkify_mode, leaf_checks, validate
 from gmmjax.gaussian import COVARIANCE_TYPES, log_gaussian_kernel, precision_cholesky
 
@@ -157,16 +159,22 @@ class GaussianMixture(MomentsMixin, Distribution):
             scale_tril=scale_tril,
             scale=scale,
         )
-        logits, locs, scale_param, covariance_type, raw = _params.convert(
+        layout, raw = _params.convert(
             weights=weights,
             logits=logits,
             locs=locs,
             cov_args=cov_args,
             covariance_type=covariance_type,
         )
+        covariance_type = layout.covariance_type
         flag = type(self)._validate_args if validate_args is None else validate_args
-        if flag or checkify_mode():
+        if checkify_mode():
             validate(raw, covariance_type)
+            logits, locs, scale_param = _params.stored(layout, *raw.values())
+        else:
+            (logits, locs, scale_param), ok = _params.build(tuple(raw.values()), layout, bool(flag))
+            if flag and (isinstance(ok, jax.core.Tracer) or not bool(ok)):
+                validate(raw, covariance_type)  # raises the first failed check's message
         self.logits, self.locs, self.scale_param = logits, locs, scale_param
         self.covariance_type = covariance_type
         event_shape = () if covariance_type == "univariate" else (locs.shape[-1],)
@@ -340,37 +348,19 @@ class GaussianMixture(MomentsMixin, Distribution):
         )
         return out.reshape(batch + out.shape[1:])
 
-    def _to_batch_major(self, x) -> tuple[jax.Array, tuple[int, ...]]:
-        x = jnp.asarray(x)
-        ev = self.event_shape
-        if ev and (x.ndim == 0 or x.shape[-1] != ev[0]):
-            got = x.shape[-1] if x.ndim else "a scalar"
-            raise ValueError(
-                f"x has last dimension {got} but the mixture is {ev[0]}-dimensional; "
-                f"pass points of shape (..., {ev[0]})"
-            )
-        batch = self.batch_shape
-        try:
-            full = jnp.broadcast_shapes(x.shape[: x.ndim - len(ev)], batch)
-        except ValueError:
-            raise ValueError(
-                f"x of shape {x.shape} does not broadcast against the batch shape {batch} "
-                f"and event shape {ev}; pass shape sample_shape + {batch} + {ev}"
-            ) from None
-        sample_shape = full[: len(full) - len(batch)]
-        x = jnp.broadcast_to(x, full + ev).reshape((math.prod(sample_shape),) + batch + ev)
-        return jnp.moveaxis(x, 0, len(batch)), sample_shape
-
-    def _from_batch_major(self, out: jax.Array, sample_shape) -> jax.Array:
-        out = jnp.moveaxis(out, len(self.batch_shape), 0)
-        return out.reshape(tuple(sample_shape) + out.shape[1:])
-
     def component_log_probs(self, x) -> jax.Array:
         """``log N(x; μ_k, Σ_k)`` for every component: ``sample + batch + (K,)``."""
-        xb, sample_shape = self._to_batch_major(x)
-        return self._from_batch_major(self._kernel_batched(xb), sample_shape)
+        return method_call(self, "_per_point", (x,), ("components",))
 
-    @validate_sample
+    def _per_point(self, x, what: str) -> jax.Array:
+        """Component log-densities, ``log_prob`` or responsibilities at ``x``."""
+        xb, sample_shape = _params.to_batch_major(x, self.batch_shape, self.event_shape)
+        comp = self._kernel_batched(xb)
+        if what != "components":
+            comp = comp + self._full_leaves()[0][..., None, :]
+            comp = logsumexp(comp, axis=-1) if what == "log_prob" else jax.nn.softmax(comp, -1)
+        return _params.from_batch_major(len(self.batch_shape), comp, sample_shape)
+
     def log_prob(self, value) -> jax.Array:
         """``log p(x) = logsumexp_k (log w_k + log N(x; μ_k, Σ_k))``.
 
@@ -381,15 +371,28 @@ class GaussianMixture(MomentsMixin, Distribution):
           ``sample_shape + batch_shape`` log-densities (``-inf`` with NumPyro's
           out-of-support warning for NaN or inf values when validating).
         """
-        xb, sample_shape = self._to_batch_major(value)
-        comp = self._kernel_batched(xb) + self._full_leaves()[0][..., None, :]
-        return self._from_batch_major(logsumexp(comp, axis=-1), sample_shape)
+        if not self._validate_args:
+            return method_call(self, "_per_point", (value,), ("log_prob",))
+        # NumPyro's validate_sample, inside the same compiled program
+        lp, ok = method_call(self, "_log_prob_in_support", (value,))
+        if isinstance(ok, jax.core.Tracer) and not isinstance(value, jax.core.Tracer):
+            with jax.ensure_compile_time_eval():  # a constant inside the caller's jit
+                ok = jnp.all(self.support(jnp.asarray(value)))
+        if not isinstance(ok, jax.core.Tracer) and not bool(ok):
+            warnings.warn(
+                "Out-of-support values provided to log prob method. "
+                "The value argument should be within the support.",
+                stacklevel=find_stack_level(),
+            )
+        return lp
+
+    def _log_prob_in_support(self, value):
+        mask = self.support(value)
+        return jnp.where(mask, self._per_point(value, "log_prob"), -jnp.inf), jnp.all(mask)
 
     def responsibilities(self, x) -> jax.Array:
         """Posterior component probabilities ``p(k | x)``: ``sample + batch + (K,)``."""
-        xb, sample_shape = self._to_batch_major(x)
-        comp = self._kernel_batched(xb) + self._full_leaves()[0][..., None, :]
-        return self._from_batch_major(jax.nn.softmax(comp, axis=-1), sample_shape)
+        return method_call(self, "_per_point", (x,), ("responsibilities",))
 
     # ---------------------------------------------------------------- batching
     def expand(self, batch_shape) -> GaussianMixture:

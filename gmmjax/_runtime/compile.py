@@ -45,7 +45,7 @@ from jax.sharding import Mesh
 from gmmjax import gaussian as _gaussian
 from gmmjax._runtime import sharding as _sharding
 
-__all__ = ["compiled", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
+__all__ = ["compiled", "method_call", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
 
 DEFAULT_CACHE_DIR = (
     pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
@@ -172,6 +172,27 @@ def compiled(fn=None, *, post=None):
 
     wrapper.__wrapped__ = fn
     return wrapper
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _jit_method(name: str, static: tuple, precision: str, obj, dynamic: tuple):
+    with _gaussian.matmul_precision(precision):
+        return getattr(obj, name)(*dynamic, *static)
+
+
+def method_call(obj, name: str, dynamic: tuple, static: tuple = ()):
+    """``getattr(obj, name)(*dynamic, *static)`` as one compiled program.
+
+    For a distribution's own methods (``log_prob``, ``sample``): run eagerly, each of
+    their few dozen operations would be compiled on its own for every new shape.
+    ``obj`` (a pytree) and ``dynamic`` are traced, ``static`` (hashable) is part of the
+    cache key, and so is the kernel's matmul precision. Inside the caller's own
+    ``jit``, ``vmap`` or ``grad`` the nested ``jit`` is traced inline. Arguments that
+    are not arrays or numbers (a list of points, say) run eagerly, as before.
+    """
+    if not _traceable(dynamic):
+        return getattr(obj, name)(*dynamic, *static)
+    return _jit_method(name, tuple(static), _gaussian.get_matmul_precision(), obj, dynamic)
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path:

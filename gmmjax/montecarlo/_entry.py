@@ -13,6 +13,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gmmjax._runtime.keys import as_key
 from gmmjax.mixture import GaussianMixture
@@ -117,7 +118,14 @@ def _estimate(value, se, used):
 def _warn_overflow(out):
     """Outside ``jit``: say why a divergence came out infinite (it is finite for Gaussians)."""
     v = out.value
-    if isinstance(v, jax.core.Tracer) or not bool(jnp.any(jnp.isinf(v))):
+    if isinstance(v, jax.core.Tracer):
+        return out
+    # on the host (no compiled program per output shape) unless the value spans processes
+    if v.is_fully_addressable:
+        overflow = bool(np.isinf(np.asarray(v)).any())
+    else:
+        overflow = bool(jnp.any(jnp.isinf(v)))
+    if not overflow:
         return out
     hint = (
         "enable float64 with jax.config.update('jax_enable_x64', True) (float32 overflows "
