@@ -22,7 +22,6 @@ usage: python benchmarks/bench_cv.py [--keys 200] [--n 16384] [--ref-n 1048576]
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 
@@ -30,6 +29,7 @@ jax.config.update("jax_enable_x64", True)  # for the references; the runs stay f
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import median_times as _times  # noqa: E402
 
 import gmmjax as g  # noqa: E402
 from gmmjax.montecarlo.control_variates import auto_method  # noqa: E402
@@ -99,19 +99,6 @@ def _mix(params, dtype):
     return g.GaussianMixture(
         jnp.asarray(w, dtype), jnp.asarray(mu, dtype), scale_tril=jnp.asarray(tril, dtype)
     )
-
-
-def _times(fns, arg, reps=11):
-    """Median seconds per call of each jitted function, calls interleaved."""
-    for f in fns.values():
-        jax.block_until_ready(f(arg))
-    ts = {m: [] for m in fns}
-    for _ in range(reps):
-        for m, f in fns.items():
-            t = time.perf_counter()
-            jax.block_until_ready(f(arg))
-            ts[m].append(time.perf_counter() - t)
-    return {m: float(np.median(v)) for m, v in ts.items()}
 
 
 def main():

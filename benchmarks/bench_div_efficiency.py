@@ -12,29 +12,12 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from _common import random_pair as _pair
 
 import gmmjax as g
 
 METHODS = ("iid", "stratified", "antithetic", "qmc")
-
-
-def _pair(d, k, seed):
-    rng = np.random.default_rng(seed)
-
-    def one():
-        w = rng.dirichlet(np.ones(k) * 2)
-        mu = 1.5 * rng.normal(size=(k, d))
-        a = rng.normal(size=(k, d, d)) * 0.3 / np.sqrt(d)
-        tril = np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=(k, 1, 1)))
-        return g.GaussianMixture(
-            jnp.asarray(w, jnp.float32),
-            jnp.asarray(mu, jnp.float32),
-            scale_tril=jnp.asarray(tril, jnp.float32),
-        )
-
-    return one(), one()
 
 
 def main():

@@ -18,44 +18,14 @@ usage: python benchmarks/bench_js_auto.py [--keys 64] [--n 8192] [--k 4]
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from _common import median_times, random_pair
 
 import gmmjax as g
 
 METHODS = ("iid", "antithetic", "cv")
-
-
-def _pair(d, k, s, seed):
-    rng = np.random.default_rng(seed)
-
-    def one():
-        w = rng.dirichlet(np.ones(k) * 2)
-        mu = s * rng.normal(size=(k, d))
-        a = rng.normal(size=(k, d, d)) * 0.3 / np.sqrt(d)
-        tril = np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=(k, 1, 1)))
-        return g.GaussianMixture(
-            jnp.asarray(w, jnp.float32),
-            jnp.asarray(mu, jnp.float32),
-            scale_tril=jnp.asarray(tril, jnp.float32),
-        )
-
-    return one(), one()
-
-
-def _median_time(fns, arg, reps=11):
-    for f in fns.values():
-        jax.block_until_ready(f(arg))
-    ts = {m: [] for m in fns}
-    for _ in range(reps):
-        for m, f in fns.items():
-            t = time.perf_counter()
-            jax.block_until_ready(f(arg))
-            ts[m].append(time.perf_counter() - t)
-    return {m: float(np.median(v)) for m, v in ts.items()}
 
 
 def main():
@@ -73,7 +43,7 @@ def main():
     keys = jax.random.split(jax.random.key(0), args.keys)
     for d in map(int, args.dims.split(",")):
         for s in map(float, args.spreads.split(",")):
-            p, q = _pair(d, args.k, s, 1000 * d + int(100 * s))
+            p, q = random_pair(d, args.k, 1000 * d + int(100 * s), spread=s)
             runs = {
                 m: jax.jit(
                     jax.vmap(lambda key, m=m: g.js_estimate(p, q, key, args.n, method=m).value)
@@ -83,7 +53,7 @@ def main():
             var = {m: float(np.var(np.asarray(f(keys), np.float64))) for m, f in runs.items()}
             js = float(np.mean(np.asarray(runs["cv"](keys))))
             one = {m: jax.jit(lambda key, f=f: f(key[None])) for m, f in runs.items()}
-            t = _median_time(one, keys[0])
+            t = median_times(one, keys[0])
             saved = [var["iid"] / max(var[m], 1e-30) for m in METHODS[1:]]
             cost = [t[m] / t["iid"] for m in METHODS[1:]]
             print(f"| {d} | {s} | {js:.4f} | {saved[0]:.1f}x / {saved[1]:.1f}x | "

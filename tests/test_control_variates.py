@@ -285,9 +285,10 @@ def test_default_is_auto_by_dimension():
     for d, method in ((2, "qmc"), (3, "cv")):
         p, q = _mix(_rand_params(rng, 2, d)), _mix(_rand_params(rng, 2, d))
         key = jax.random.key(1)
-        a = g.kl_estimate(p, q, key, 256)
-        b = g.kl_estimate(p, q, key, 256, method=method)
-        assert float(a.value) == float(b.value)
+        for fn in (g.kl_estimate, g.js_estimate):  # JS too (bench_js_auto.py)
+            a = fn(p, q, key, 256)
+            b = fn(p, q, key, 256, method=method)
+            assert float(a.value) == float(b.value), fn.__name__
 
 
 def test_cv_gradient_is_pathwise_and_exact_for_gaussians():
