@@ -102,6 +102,37 @@ def test_js_of_separated_gaussians_is_log2_with_zero_gradient(case):
     assert bool(jnp.all(jnp.isfinite(grad))) and abs(float(grad[0])) <= 1e-6  # truth ~e^-1e39
 
 
+_SAT = {}
+
+
+@pytest.mark.parametrize("method", ["iid", "antithetic", "qmc", "cv"])
+def test_js_near_log2_is_within_its_stderr_at_d16(method):
+    """JS within 1e-12 of log 2 (D = 16, means 4 apart per axis): every method returns
+    log 2 to float rounding and a stderr that covers it. Before, the two-sided methods
+    summed log 2 - H_b (each ~0.693) in float32 and lost up to 1.5e-5 to rounding, 180
+    times their stderr; and no stderr accounted for log 2 being inexact in float32."""
+    rng = np.random.default_rng(0)
+    mu_p, mu_q = rng.normal(size=(3, 16)), rng.normal(size=(3, 16)) + 4.0
+    # log 2 - JS = E_m[H_b] <= log 2 * sum_ab sqrt(w_a v_b) BC_ab, with BC_ab =
+    # exp(-|mu_a - mu_b|^2 / 8) for unit covariances (Bhattacharyya): the truth's gap
+    gap = math.log(2.0) * np.sum(np.exp(-np.sum((mu_p[:, None] - mu_q[None]) ** 2, -1) / 8) / 3)
+    assert gap < 1e-12
+    eye = jnp.broadcast_to(jnp.eye(16), (3, 16, 16))
+    p = g.GaussianMixture(jnp.ones(3) / 3, jnp.asarray(mu_p, jnp.float32), scale_tril=eye)
+    q = g.GaussianMixture(jnp.ones(3) / 3, jnp.asarray(mu_q, jnp.float32), scale_tril=eye)
+    if "run" not in _SAT:
+        _SAT["run"] = jax.jit(
+            jax.vmap(lambda k, m: g.js_estimate(p, q, k, 2048, method=m), (0, None)),
+            static_argnums=1,
+        )
+    est = _SAT["run"](jax.random.split(_KEY, 8), method)
+    err = np.abs(np.asarray(est.value, np.float64) - math.log(2.0))
+    se = np.asarray(est.stderr, np.float64)
+    eps = float(jnp.finfo(est.value.dtype).eps)
+    assert np.all(err <= 2 * eps), err  # log 2 to rounding (float32: within 2.4e-7)
+    assert np.all(err <= 3 * se) and np.all(se >= eps * math.log(2.0) * 0.999), (err, se)
+
+
 @pytest.mark.parametrize("case", sorted(_FAR))
 def test_kl_beyond_float32_range_says_so(case):
     # closed form KL(N(0,1)‖N(μ,σ²)) = log σ + (1 + μ²)/(2σ²) - ½ = 5e39 in both cases
