@@ -129,8 +129,10 @@ def test_js_near_log2_is_within_its_stderr_at_d16(method):
     err = np.abs(np.asarray(est.value, np.float64) - math.log(2.0))
     se = np.asarray(est.stderr, np.float64)
     eps = float(jnp.finfo(est.value.dtype).eps)
-    assert np.all(err <= 2 * eps), err  # log 2 to rounding (float32: within 2.4e-7)
-    assert np.all(err <= 3 * se) and np.all(se >= eps * math.log(2.0) * 0.999), (err, se)
+    # log 2 to rounding (float32: within 2.4e-7), or to the truth's own gap (float64
+    # resolves it: cv gives log 2 - 1.2e-13 there)
+    assert np.all(err <= 2 * eps + gap), err
+    assert np.all(err <= 3 * se + gap) and np.all(se >= eps * math.log(2.0) * 0.999), (err, se)
 
 
 @pytest.mark.parametrize("case", sorted(_FAR))
