@@ -23,6 +23,10 @@ pytestmark = pytest.mark.numerics
 # float32: relative rounding of exp(log-sum-exp) of O(10) terms; float64: quad's ~1e-10
 RTOL = tol(2e-5, 1e-8)
 
+# module level: a new jax.jit wrapper per test call would compile again every time
+_cs_jit = jax.jit(cauchy_schwarz_divergence)
+_l2_jit = jax.jit(squared_l2_distance)
+
 
 def _integrals_1d(p, q, mp=1.0, mq=1.0):
     pp = quad_1d(lambda a, b: np.exp(2 * a), p, q) * mp * mp
@@ -38,8 +42,8 @@ def test_cs_and_l2_against_quad_1d(seed, use_jit):
     p, q = random_gmm(rng, 3, 1), random_gmm(rng, 2, 1)
     pj, qj = p.to_jax("univariate"), q.to_jax("univariate")
     pp, pq, qq = _integrals_1d(p, q)
-    cs = jax.jit(cauchy_schwarz_divergence) if use_jit else cauchy_schwarz_divergence
-    l2 = jax.jit(squared_l2_distance) if use_jit else squared_l2_distance
+    cs = _cs_jit if use_jit else cauchy_schwarz_divergence
+    l2 = _l2_jit if use_jit else squared_l2_distance
     assert float(cs(pj, qj)) == pytest.approx(-np.log(pq / np.sqrt(pp * qq)), rel=RTOL, abs=RTOL)
     # L2 subtracts O(0.3) terms: float32 cancellation gives ~1e-7 absolute error
     assert float(l2(pj, qj)) == pytest.approx(
@@ -79,6 +83,7 @@ def _mmd_grid_1d(p, q, h):
 def test_mmd_against_double_integral_1d(h):
     rng = np.random.default_rng(5)
     p, q = random_gmm(rng, 3, 1), random_gmm(rng, 2, 1)
+    # the bandwidth is traced (not part of the compile key): the three values share a program
     got = float(squared_mmd(p.to_jax("univariate"), q.to_jax("univariate"), bandwidth=h))
     # float32 cancellation of O(1) kernel means: ~1e-6 absolute
     assert got == pytest.approx(_mmd_grid_1d(p, q, h), rel=tol(1e-4, 1e-8), abs=tol(2e-6, 1e-12))
@@ -117,6 +122,7 @@ def test_cauchy_schwarz_invariant_to_scaling_and_l2_scales():
     for a, b in [(0.01, 1.0), (3.0, 70.0), (1e3, 1e-2)]:
         pp, pq, qq = _integrals_1d(p, q, a, b)  # the scaled densities a·p and b·q
         ref = -np.log(pq / np.sqrt(pp * qq))
+        # the masses are traced: one program for the three pairs
         got = float(cauchy_schwarz_divergence(pj, qj, mass_p=a, mass_q=b))
         assert got == pytest.approx(ref, rel=RTOL, abs=RTOL)
         assert got == pytest.approx(base, rel=RTOL, abs=RTOL)
@@ -136,9 +142,12 @@ def test_zero_iff_equal(seed):
     """0 for the same density (even with permuted components), > 0 for any other one."""
     rng = np.random.default_rng(seed)
     p, p_perm = _same_density_permuted(rng, 2)
-    # a different density with the same mean and covariance as p (moment-matched Gaussian)
+    # a different density with the same mean and covariance as p (moment-matched Gaussian),
+    # written as 3 identical components: the same shapes as p, so one program per function
     pj = p.to_jax()
-    gauss = GaussianMixture(jnp.ones(1), pj.mean[None], pj.covariance_matrix[None])
+    gauss = GaussianMixture(
+        jnp.full(3, 1 / 3), jnp.tile(pj.mean, (3, 1)), jnp.tile(pj.covariance_matrix, (3, 1, 1))
+    )
     zero_tol = tol(2e-5, 1e-12)  # float32 rounding of log ⟨p,p⟩ differences
     for fn in (cauchy_schwarz_divergence, squared_l2_distance, squared_mmd):
         assert abs(float(fn(pj, p_perm.to_jax()))) < zero_tol, fn.__name__
@@ -205,7 +214,7 @@ def test_gradients_match_finite_differences():
 
 def test_batched_closed_forms():
     rng = np.random.default_rng(14)
-    ps = [random_gmm(rng, 2, 2) for _ in range(3)]
+    ps = [random_gmm(rng, 3, 2) for _ in range(3)]  # K_p=3, K_q=2, D=2 as in the 2-D grid test
     q = random_gmm(rng, 2, 2)
     pb = GaussianMixture(
         jnp.asarray(np.stack([g.w for g in ps])),
@@ -230,3 +239,35 @@ def test_errors_are_clear():
             fn("p", p1)
     with pytest.raises(ValueError, match="bandwidth must be positive"):
         squared_mmd(p1, p1, bandwidth=0.0)
+    with pytest.raises(ValueError, match=r"bandwidth must be positive .* got .*-1\."):
+        squared_mmd(p1, p1, bandwidth=jnp.asarray([1.0, -1.0]))
+    for fn in (cauchy_schwarz_divergence, squared_l2_distance):
+        with pytest.raises(ValueError, match=r"mass_p must be positive .* got -2.0"):
+            fn(p1, p1, mass_p=-2.0)
+        with pytest.raises(ValueError, match=r"mass_q must be positive .* got 0"):
+            fn(p1, p1, mass_q=0)
+
+
+def test_swept_bandwidth_and_masses_reuse_one_program():
+    """A sweep over the values users sweep compiles once, and follows float32 like a float."""
+    rng = np.random.default_rng(15)
+    p, q = random_gmm(rng, 3, 1).to_jax("univariate"), random_gmm(rng, 2, 1).to_jax("univariate")
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        # tracing happens for every new program, compiled or loaded from the disk cache
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            compiles.append(duration)
+
+    squared_mmd(p, q, bandwidth=0.3)  # the first value compiles (or loads from disk)
+    cauchy_schwarz_divergence(p, q, mass_p=0.3, mass_q=2.0)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        mmd = [squared_mmd(p, q, bandwidth=h) for h in (0.5, 1, 2.0, 4.0)]
+        cs = [cauchy_schwarz_divergence(p, q, mass_p=a, mass_q=3) for a in (0.1, 7.0)]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+    assert all(v.dtype == p.mean.dtype for v in mmd + cs)
+    # and the values are those of each bandwidth (the program is not stuck on one)
+    assert len({float(v) for v in mmd}) == 4

@@ -54,6 +54,12 @@ def _mix(params):
     return g.GaussianMixture(jnp.asarray(w, F), jnp.asarray(mu, F), scale_tril=jnp.asarray(tril, F))
 
 
+# The private building blocks are not compiled by the library: run eagerly, each of
+# their dozens of operations would be compiled on its own. One program each instead.
+_expected_log_components = jax.jit(expected_log_components)
+_overlap_proposal = jax.jit(overlap_proposal, static_argnums=2)
+
+
 # ----------------------------------------------------------------- closed forms
 @pytest.mark.parametrize("ctype", ["full", "diag", "spherical", "univariate"])
 def test_expected_log_components_is_minus_cross_entropy(ctype):
@@ -78,7 +84,7 @@ def test_expected_log_components_is_minus_cross_entropy(ctype):
         )
         sd_full = sd if ctype == "diag" else sd[:, None] * np.ones((3, d))
         covs = np.stack([np.diag(v**2) for v in sd_full])
-    got = np.asarray(expected_log_components(s, s), np.float64)
+    got = np.asarray(_expected_log_components(s, s), np.float64)
     for a in range(3):
         ent = scipy.stats.multivariate_normal(mu[a], covs[a]).entropy()
         for c in range(3):
@@ -109,7 +115,7 @@ def test_overlap_proposal_dominates_the_js_integrand():
     rng = np.random.default_rng(11)
     pp, qp = _rand_params(rng, 3, 4), _rand_params(rng, 2, 4)
     p, q = _mix(pp), _mix(qp)
-    prop = overlap_proposal(p, q, 6)  # all 3 x 2 pairs
+    prop = _overlap_proposal(p, q, 6)  # all 3 x 2 pairs
     x = np.concatenate([rng.normal(size=(2000, 4)) * 3.0, np.asarray(prop.mixture.locs)])
     lp, lq = _np_logpdf(pp, x), _np_logpdf(qp, x)
     lhs = np.logaddexp(lp, lq) - math.log(2) + np.log(_np_binary_entropy(lp - lq))
@@ -282,12 +288,13 @@ def test_default_is_auto_by_dimension():
     assert DEFAULT_METHOD == "auto"
     assert [auto_method(d) for d in (1, 2, 3, 64)] == ["qmc", "qmc", "cv", "cv"]
     rng = np.random.default_rng(5)
-    for d, method in ((2, "qmc"), (3, "cv")):
+    # JS at D = 3 with N = 4: the program of test_js_cv_with_few_points_still_has_a_stderr
+    for d, method, n_js in ((2, "qmc", 256), (3, "cv", 4)):
         p, q = _mix(_rand_params(rng, 2, d)), _mix(_rand_params(rng, 2, d))
         key = jax.random.key(1)
-        for fn in (g.kl_estimate, g.js_estimate):  # JS too (bench_js_auto.py)
-            a = fn(p, q, key, 256)
-            b = fn(p, q, key, 256, method=method)
+        for fn, n in ((g.kl_estimate, 256), (g.js_estimate, n_js)):  # JS too (bench_js_auto.py)
+            a = fn(p, q, key, n)
+            b = fn(p, q, key, n, method=method)
             assert float(a.value) == float(b.value), fn.__name__
 
 
@@ -296,7 +303,9 @@ def test_cv_gradient_is_pathwise_and_exact_for_gaussians():
     rng = np.random.default_rng(4)
     pp, qp = _rand_params(rng, 1, 3), _rand_params(rng, 1, 3)
     p, q = _mix(pp), _mix(qp)
-    got = jax.grad(lambda m: g.kl_divergence(m, q, jax.random.key(0), 256, method="cv"))(p)
+    # one outer jit: grad of the compiled estimator alone compiles a forward and a
+    # backward program
+    got = jax.jit(jax.grad(lambda m: g.kl_divergence(m, q, jax.random.key(0), 256, method="cv")))(p)
     # numpy reference: d KL / d μ_p = Σ_q⁻¹ (μ_p - μ_q)
     c2 = qp[2][0] @ qp[2][0].T
     ref = np.linalg.solve(c2, pp[1][0] - qp[1][0])
@@ -317,7 +326,7 @@ def test_cv_weight_gradient_matches_stratified():
             n,
             method=method,
         )
-        return np.asarray(jax.grad(f)(p.logits))
+        return np.asarray(jax.jit(jax.grad(f))(p.logits))  # one program, not forward + backward
 
     a, b = grad("cv", 8192), grad("stratified", 65536)
     np.testing.assert_allclose(a - a.mean(), b - b.mean(), atol=0.05)
@@ -335,12 +344,13 @@ def test_cv_under_vmap_batch_and_fallbacks():
     )
     q = _mix(_rand_params(rng, 2, 3))
     est = g.js_estimate(batch, q, jax.random.key(0), 512, method="cv")
-    assert est.value.shape == (2,) and bool(jnp.all((est.value >= 0) & (est.value <= math.log(2))))
+    v = np.asarray(est.value)  # numpy: eager jnp ops would each compile
+    assert v.shape == (2,) and np.all((v >= 0) & (v <= math.log(2)))
     # a non-Gaussian q has no surrogate: cv falls back to antithetic sampling of p
     t = dist.MultivariateStudentT(5.0, jnp.zeros(3, F), jnp.eye(3, dtype=F))
     a = g.kl_estimate(_mix(ps[0]), t, jax.random.key(1), 4096, method="cv")
     b = g.kl_estimate(_mix(ps[0]), t, jax.random.key(2), 4096, method="iid")
-    assert abs(float(a.value - b.value)) < 4 * math.hypot(float(a.stderr), float(b.stderr))
+    assert abs(float(a.value) - float(b.value)) < 4 * math.hypot(float(a.stderr), float(b.stderr))
     # f-divergences have no control variate: "cv" means its antithetic point set
     tv = g.total_variation_estimate(_mix(ps[0]), q, jax.random.key(3), 512, method="cv")
     tv_a = g.total_variation_estimate(_mix(ps[0]), q, jax.random.key(3), 512, method="antithetic")
@@ -354,28 +364,43 @@ def test_unknown_method_message():
 
 
 def _typed_mixture(rng, ctype, d=3, k=2):
-    w = jnp.asarray(rng.dirichlet(np.ones(k)), F)
+    """A mixture of the given covariance type, and the same density as full-covariance numpy
+    parameters ``(w, mu (K, D), scale_tril (K, D, D))`` (D = 1 for univariate)."""
+    w = rng.dirichlet(np.ones(k))
     sd = np.exp(0.3 * rng.normal(size=(k, d)))
     if ctype == "univariate":
-        return g.GaussianMixture(
-            w, jnp.asarray(2 * rng.normal(size=k), F), scale=jnp.asarray(sd[:, 0], F)
-        )
-    mu = jnp.asarray(2 * rng.normal(size=(k, d)), F)
+        mu = 2 * rng.normal(size=k)
+        m = g.GaussianMixture(jnp.asarray(w, F), jnp.asarray(mu, F), scale=jnp.asarray(sd[:, 0], F))
+        return m, (w, mu[:, None], sd[:, :1, None])
+    mu = 2 * rng.normal(size=(k, d))
     if ctype == "tied":
         tril = np.tril(0.3 * rng.normal(size=(d, d)), -1) + np.diag(sd[0])
-        return g.GaussianMixture(w, mu, scale_tril=jnp.asarray(tril, F), covariance_type="tied")
+        m = g.GaussianMixture(
+            jnp.asarray(w, F),
+            jnp.asarray(mu, F),
+            scale_tril=jnp.asarray(tril, F),
+            covariance_type="tied",
+        )
+        return m, (w, mu, np.broadcast_to(tril, (k, d, d)))
     scale = {"diag": sd, "spherical": sd[:, 0]}[ctype]
-    return g.GaussianMixture(w, mu, scale=jnp.asarray(scale, F), covariance_type=ctype)
+    m = g.GaussianMixture(
+        jnp.asarray(w, F), jnp.asarray(mu, F), scale=jnp.asarray(scale, F), covariance_type=ctype
+    )
+    sd_full = sd if ctype == "diag" else sd[:, :1] * np.ones((k, d))
+    return m, (w, mu, np.stack([np.diag(v) for v in sd_full]))
 
 
 @pytest.mark.parametrize("ctype", ["univariate", "diag", "spherical", "tied"])
 def test_js_cv_agrees_with_antithetic_for_every_covariance_type(ctype):
     # the proposal is built from dense factors of any type; the estimate must agree with
-    # a 32x longer antithetic run within 4 combined stderr
+    # a 32x longer antithetic run within 4 combined stderr. The reference runs on the
+    # same densities written as full-covariance mixtures (built from numpy, not from the
+    # typed ones): independent of the typed code paths, and one compiled program for
+    # the three 3-D types.
     rng = np.random.default_rng(12)
-    p, q = _typed_mixture(rng, ctype), _typed_mixture(rng, ctype)
+    (p, pf), (q, qf) = _typed_mixture(rng, ctype), _typed_mixture(rng, ctype)
     a = g.js_estimate(p, q, jax.random.key(1), 4096, method="cv")
-    b = g.js_estimate(p, q, jax.random.key(2), 2**17, method="antithetic")
+    b = g.js_estimate(_mix(pf), _mix(qf), jax.random.key(2), 2**17, method="antithetic")
     assert abs(float(a.value - b.value)) <= 4 * math.hypot(float(a.stderr), float(b.stderr))
     assert 0 < float(a.stderr) < 5e-3
 

@@ -26,7 +26,13 @@ def x64():
 
 
 def _datasets():
-    """Two 3-D data sets of the same shape (one compile per covariance type)."""
+    """Two 3-D data sets of the same shape (one compile per covariance type).
+
+    Most tests of this module fit these shapes (600 points, padded to 1024, D = 3,
+    K = 3) with ``max_iter`` 200 (given parameters) or 100 (k-means): ``fit_em``
+    compiles one program per covariance type, init kind, ``n_init``, max_iter bucket
+    and data bucket, so sharing them keeps the module's compilations few.
+    """
     out = []
     for seed in (0, 1):
         rng = np.random.default_rng(seed)
@@ -134,7 +140,9 @@ def test_recovers_seed_1d_mixture():
         np.array([2000, 5000, 10000]),
     )
     x = np.concatenate([rng.normal(m, s, n) for m, s, n in zip(mus, sds, ns, strict=True)])
-    res = fit_em(jnp.asarray(x), 3, key=jax.random.key(0), tol=1e-6, max_iter=500, n_init=2)
+    # one restart and the default max_iter (100) converge here (54 iterations, measured)
+    # and share the compiled program with the README-data test below
+    res = fit_em(jnp.asarray(x), 3, key=jax.random.key(0), tol=1e-6)
     mix = res.mixture
     order = np.argsort(np.asarray(mix.locs))
     w_true = ns / ns.sum()
@@ -178,18 +186,15 @@ def test_recovers_2d_full_mixture():
 
 def test_sample_weight_equals_repetition(x64):
     # integer weights are frequency weights: identical to repeating the points
-    # (same init, same iterations; rounding only, 1e-9)
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(60, 2)) + np.repeat(np.array([[0.0, 0.0], [4.0, 4.0]]), 30, 0)
-    reps = rng.integers(1, 4, size=60)
-    kw = dict(
-        weights_init=np.array([0.5, 0.5]),
-        means_init=np.array([[1.0, 1.0], [3.0, 3.0]]),
-        precisions_init=np.stack([np.eye(2)] * 2),
-        tol=1e-10,
-    )
-    a = fit_em(x, 2, key=jax.random.key(0), sample_weight=reps.astype(float), **kw)
-    b = fit_em(np.repeat(x, reps, axis=0), 2, key=jax.random.key(0), **kw)
+    # (same init, same iterations; rounding only, 1e-9). Weights 1, 2 or 3; the 600
+    # points and their ~840 repetitions both pad to 1024 rows, so both fits run the
+    # compiled program of the full-type parity test (max_iter 200 as there)
+    x = _datasets()[0]
+    reps = np.random.default_rng(4).choice([1, 2, 3], size=len(x), p=[0.7, 0.2, 0.1])
+    assert 512 < reps.sum() <= 1024 and set(reps) == {1, 2, 3}
+    kw = dict(**_init(x, "full", seed=0), tol=1e-10, max_iter=200)
+    a = fit_em(x, 3, key=jax.random.key(0), sample_weight=reps.astype(float), **kw)
+    b = fit_em(np.repeat(x, reps, axis=0), 3, key=jax.random.key(0), **kw)
     np.testing.assert_allclose(a.mixture.locs, b.mixture.locs, atol=1e-9)
     np.testing.assert_allclose(a.mixture.scale_param, b.mixture.scale_param, atol=1e-9)
     np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, atol=1e-9)
@@ -342,7 +347,8 @@ def test_max_iter_zero_is_the_initial_m_step(x64):
 def test_warm_start_continues_and_detects_convergence(x64, t):
     # 1 + 2 warm iterations are the 3 iterations of one fit (rounding: 1e-12), and
     # the lower bounds continue; a warm start from a converged fit stops after one
-    # iteration, converged, because the previous bound enters the convergence test
+    # iteration, converged, because the previous bound enters the convergence test.
+    # max_iter=200 in the converged fits: the parity test's compiled program
     x = _datasets()[1]
     kw = dict(covariance_type=t, **_init(x, t, seed=0))
     three = fit_em(x, 3, max_iter=3, tol=0.0, **kw)
@@ -351,29 +357,34 @@ def test_warm_start_continues_and_detects_convergence(x64, t):
     np.testing.assert_allclose(more.mixture.locs, three.mixture.locs, atol=1e-12)
     np.testing.assert_allclose(more.mixture.scale_param, three.mixture.scale_param, atol=1e-12)
     np.testing.assert_allclose(more.lower_bounds, three.lower_bounds[1:], atol=1e-12)
-    done = fit_em(x, 3, tol=1e-8, **kw)
+    done = fit_em(x, 3, tol=1e-8, max_iter=200, **kw)
     assert done.converged
-    again = fit_em(x, 3, tol=1e-8, warm_start=done, covariance_type=t)
+    again = fit_em(x, 3, tol=1e-8, max_iter=200, warm_start=done, covariance_type=t)
     assert again.n_iter == 1 and again.converged
     # a bare mixture has no previous bound: the first step cannot count as converged
-    bare = fit_em(x, 3, tol=1e-8, warm_start=done.mixture, covariance_type=t)
+    bare = fit_em(x, 3, tol=1e-8, max_iter=200, warm_start=done.mixture, covariance_type=t)
     assert bare.n_iter == 2 and bare.converged
 
 
 def test_init_arrays_are_restarts(x64):
     # two label arrays = two restarts; the kept one is the one with the higher final
-    # lower bound among the two separate fits (same iterations: rounding only)
+    # lower bound among the two separate fits (same iterations: rounding only).
+    # 16 iterations: the two restarts are still far apart (final bounds -5.06 and
+    # -4.91 per point, measured), so keeping the wrong one would fail; and the max_iter
+    # bucket is that of the max_iter=0 test below (one compiled program for both)
     x = _datasets()[0]
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, (2, len(x)))
-    both = fit_em(x, 3, init=labels, tol=1e-8)
-    each = [fit_em(x, 3, init=lab, tol=1e-8) for lab in labels]
+    kw = dict(tol=1e-8, max_iter=16)
+    both = fit_em(x, 3, init=labels, **kw)
+    each = [fit_em(x, 3, init=lab, **kw) for lab in labels]
+    assert abs(float(each[0].lower_bounds[-1]) - float(each[1].lower_bounds[-1])) > 1e-2
     best = max(each, key=lambda r: float(r.lower_bounds[-1]))
     np.testing.assert_allclose(both.mixture.locs, best.mixture.locs, atol=1e-10)
     # responsibilities (one-hot) give the same fit as the labels
     resp = np.eye(3)[labels[0]]
     np.testing.assert_allclose(
-        fit_em(x, 3, init=resp, tol=1e-8).mixture.locs, each[0].mixture.locs, atol=1e-10
+        fit_em(x, 3, init=resp, **kw).mixture.locs, each[0].mixture.locs, atol=1e-10
     )
 
 

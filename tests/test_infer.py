@@ -34,18 +34,47 @@ def _bimodal_guide(spread):
                                init_loc_fn=init_to_value(values={"x": 0.0}))  # fmt: skip
 
 
-def test_loss_matches_trace_elbo_in_expectation():
-    """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
-    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
+def _init_params(model, guide, *args):
+    """The guide's initial parameters (``svi.init`` at key 0; the ELBO plays no part)."""
+    svi = SVI(model, guide, optax.adam(0.01), MixtureELBO(num_samples=32))
+    return svi.get_params(svi.init(jax.random.key(0), *args))
+
+
+# Guides and their initial parameters, built once per module (each build traces and
+# compiles the guide's init); tests only read them.
+Y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
+
+
+@pytest.fixture(scope="module")
+def constrained_setup():
+    """K=2 "full" guide on ``constrained`` (a Jacobian in the log joint) and its init."""
     guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
                                 init_strategy="draws")  # fmt: skip
-    svi = SVI(constrained, guide, optax.adam(0.01), MixtureELBO(num_samples=64))
-    params = svi.get_params(svi.init(jax.random.key(0), y))
+    return guide, _init_params(constrained, guide, Y)
+
+
+@pytest.fixture(scope="module")
+def bimodal3():
+    guide = _bimodal_guide(3.0)
+    return guide, _init_params(bimodal, guide)
+
+
+@pytest.fixture(scope="module")
+def bimodal2():
+    guide = _bimodal_guide(2.0)
+    return guide, _init_params(bimodal, guide)
+
+
+def test_loss_matches_trace_elbo_in_expectation(constrained_setup):
+    """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
+    y = Y
+    guide, params = constrained_setup
     n = 4_000
     # ours, iid draws: one call per key is one particle; many keys give the spread
-    ours = MixtureELBO(num_samples=n, method="iid").loss(
-        jax.random.key(1), params, constrained, guide, y
-    )
+    # (jitted: one compiled program instead of op-by-op dispatch of the general plan)
+    ours = jax.jit(
+        lambda k: MixtureELBO(num_samples=n, method="iid").loss(k, params, constrained, guide, y)
+    )(jax.random.key(1))
     keys = jax.random.split(jax.random.key(2), n)
     # one compiled program (an eager vmap compiles each batched operation on its own)
     theirs = jax.jit(
@@ -57,19 +86,18 @@ def test_loss_matches_trace_elbo_in_expectation():
     assert abs(float(ours) - float(jnp.mean(theirs))) < 4 * se
 
 
-def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
-    guide = _bimodal_guide(3.0)
-    svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(num_samples=256, method="stratified"))
-    params = svi.get_params(svi.init(jax.random.key(0)))
+def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise(bimodal3):
+    guide, params = bimodal3
     # stl=False: the gradient of the estimator's value itself, so finite differences apply
     # (the default stl=True drops a zero-mean term on purpose)
     elbo = MixtureELBO(num_samples=256, method="stratified", stl=False)
     key = jax.random.key(3)
 
-    def loss(logits, elbo):
+    @jax.jit  # one program for the gradient, one for the finite differences' values
+    def loss(logits):
         return elbo.loss(key, {**params, "auto_logits": logits}, bimodal, guide)
 
-    g = jax.grad(loss)(params["auto_logits"], elbo)
+    g = jax.jit(jax.grad(loss))(params["auto_logits"])
     # Trace_ELBO differentiates log p(z) - log q(z) at fixed draws z: for the weights that
     # is -∂ log q(z), whose mean under q is zero (the score identity), so it cannot learn
     # them. Check its mean over many draws is zero within 4 standard errors.
@@ -90,9 +118,7 @@ def test_weights_get_exact_gradients_where_trace_elbo_gives_zero_mean_noise():
     h = 1e-3
     for i in range(2):
         e = jnp.zeros(2).at[i].set(h)
-        fd = (loss(params["auto_logits"] + e, elbo) - loss(params["auto_logits"] - e, elbo)) / (
-            2 * h
-        )
+        fd = (loss(params["auto_logits"] + e) - loss(params["auto_logits"] - e)) / (2 * h)
         assert float(g[i]) == pytest.approx(float(fd), abs=2e-3)
     assert np.all(np.abs(g) > 1e-3)
 
@@ -125,16 +151,12 @@ def test_recovers_both_modes_and_their_weights():
     assert float(kl_estimate(single, target, jax.random.key(9), 20_000).value) > 0.3
 
 
-def _guide_params(model, guide, *args, logits=None):
-    svi = SVI(model, guide, optax.adam(0.01), MixtureELBO(num_samples=32))
-    params = svi.get_params(svi.init(jax.random.key(0), *args))
-    if logits is not None:
-        params = {**params, "auto_logits": jnp.log(jnp.asarray(logits))}
-    return params
+def _with_logits(params, logits):
+    return {**params, "auto_logits": jnp.log(jnp.asarray(logits))}
 
 
 @pytest.mark.parametrize("stl", [True, False])
-def test_direct_path_matches_the_general_plan_in_expectation(stl):
+def test_direct_path_matches_the_general_plan_in_expectation(stl, constrained_setup):
     """The direct stratified path and kl_divergence's plan: same mean loss and gradient.
 
     Both are unbiased for -ELBO and for the same gradient (STL or not) at the same guide
@@ -142,10 +164,9 @@ def test_direct_path_matches_the_general_plan_in_expectation(stl):
     unequal weights. 256 fixed keys per path; every loss and gradient entry must agree
     within 4 combined standard errors of the two means (from the spread over keys).
     """
-    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
-    guide = AutoGaussianMixture(constrained, n_components=2, init_spread=0.5, init_scale=0.3,
-                                init_strategy="draws")  # fmt: skip
-    params = _guide_params(constrained, guide, y, logits=[0.3, 0.7])
+    y = Y
+    guide, params = constrained_setup
+    params = _with_logits(params, [0.3, 0.7])
     keys = jax.random.split(jax.random.key(7), 256)
 
     def draws(method):
@@ -162,7 +183,7 @@ def test_direct_path_matches_the_general_plan_in_expectation(stl):
         np.testing.assert_array_less(np.abs(a.mean(0) - b.mean(0)), 4 * se + 1e-6, err_msg=name)
 
 
-def test_direct_path_loss_and_weight_gradient_against_scipy():
+def test_direct_path_loss_and_weight_gradient_against_scipy(bimodal2):
     """The stratified loss on the same standard normals, computed with numpy and scipy.
 
     N = 10, weights 0.3/0.7: systematic allocation gives each component 1 point and
@@ -173,11 +194,11 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
     """
     from scipy.stats import norm
 
-    guide = _bimodal_guide(2.0)
-    params = _guide_params(bimodal, guide, logits=[0.3, 0.7])
+    guide, params = bimodal2
+    params = _with_logits(params, [0.3, 0.7])
     key = jax.random.key(11)
-    loss, g = jax.value_and_grad(
-        lambda p: MixtureELBO(num_samples=10).loss(key, p, bimodal, guide)
+    loss, g = jax.jit(
+        jax.value_and_grad(lambda p: MixtureELBO(num_samples=10).loss(key, p, bimodal, guide))
     )(params)
     eps = np.asarray(jax.random.normal(key, (10, 1)))[:, 0]
     comp = np.array([0] * 3 + [1] * 7)
@@ -193,19 +214,24 @@ def test_direct_path_loss_and_weight_gradient_against_scipy():
     np.testing.assert_allclose(np.asarray(g["auto_logits"]), w * (m - w @ m), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def diag_guide():
+    guide = AutoGaussianMixture(constrained, n_components=2, covariance_type="diag",
+                                init_strategy="draws")  # fmt: skip
+    _init_params(constrained, guide, Y)  # sets up the diag guide's prototype
+    return guide
+
+
 @pytest.mark.parametrize("stl", [True, False])
-def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(stl):
+def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(
+    stl, constrained_setup, diag_guide
+):
     """A "diag" guide and a "full" one with the same diagonal factors: the same loss and
     gradients at one key (the same counts and normals; the transform and log q take
     different code paths, the gathered D×D factor against the per-coordinate scale)."""
-    y = jnp.array([0.3, -0.5, 1.2, 0.8, 0.1])
-    guides = {
-        t: AutoGaussianMixture(
-            constrained, n_components=2, covariance_type=t, init_strategy="draws"
-        )  # fmt: skip
-        for t in ("full", "diag")
-    }
-    base = _guide_params(constrained, guides["full"], y, logits=[0.3, 0.7])
+    y = Y
+    guides = {"full": constrained_setup[0], "diag": diag_guide}
+    base = _with_logits(constrained_setup[1], [0.3, 0.7])
     scale = jnp.array([[0.4, 0.7], [1.1, 0.5]])
     params = {
         "full": {**base, "auto_scale_tril": jax.vmap(jnp.diag)(scale)},
@@ -215,10 +241,9 @@ def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(stl):
             "auto_scale": scale,
         },  # fmt: skip
     }
-    _guide_params(constrained, guides["diag"], y)  # sets up the diag guide's prototype
     elbo, key = MixtureELBO(num_samples=16, stl=stl), jax.random.key(3)
-    out = {
-        t: jax.value_and_grad(lambda p, t=t: elbo.loss(key, p, constrained, guides[t], y))(
+    out = {  # jitted: one program per guide instead of ~100 op-by-op compiles
+        t: jax.jit(jax.value_and_grad(lambda p, t=t: elbo.loss(key, p, constrained, guides[t], y)))(
             params[t]
         )
         for t in guides
@@ -234,7 +259,7 @@ def test_direct_path_diag_guide_equals_full_guide_with_diagonal_factors(stl):
 
 def test_direct_path_needs_a_point_per_component():
     guide = AutoGaussianMixture(bimodal, n_components=4, init_strategy="draws")
-    params = _guide_params(bimodal, guide)
+    params = _init_params(bimodal, guide)
     with pytest.raises(ValueError, match="num_samples must be >= n_components"):
         MixtureELBO(num_samples=3).loss(jax.random.key(0), params, bimodal, guide)
 
@@ -245,8 +270,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="n_components must be >= 1"):
         AutoGaussianMixture(bimodal, n_components=0)
     guide = AutoNormal(bimodal)
-    svi = SVI(bimodal, guide, optax.adam(0.01), Trace_ELBO())
-    params = svi.get_params(svi.init(jax.random.key(0)))
+    params = {"x_auto_loc": jnp.array(0.0), "x_auto_scale": jnp.array(1.0)}  # its init's names
     with pytest.raises(TypeError, match="needs an AutoGaussianMixture guide"):
         MixtureELBO().loss(jax.random.key(0), params, bimodal, guide)
     g = AutoGaussianMixture(bimodal, n_components=2)
@@ -254,7 +278,7 @@ def test_bad_arguments():
         g.quantiles({}, [0.5])
 
 
-def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
+def test_trace_elbo_weight_gradient_is_the_score_at_the_draw(bimodal3):
     """The precise statement: Trace_ELBO's logits gradient at one draw z is r(z) - w.
 
     z is the guide's own draw under the same key (read from a trace); r(z), the
@@ -263,21 +287,27 @@ def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
     from numpyro import handlers
     from scipy.stats import norm
 
-    guide = _bimodal_guide(3.0)
-    svi = SVI(bimodal, guide, optax.adam(0.01), Trace_ELBO())
-    params = svi.get_params(svi.init(jax.random.key(0)))
-    params = {**params, "auto_logits": jnp.log(jnp.array([0.4, 0.6]))}
-    for k in range(3):
-        key = jax.random.key(10 + k)
-        g = jax.grad(
+    guide, params = bimodal3
+    params = _with_logits(params, [0.4, 0.6])
+
+    # each compiled once (the key is an argument), then called at three keys
+    @jax.jit
+    def grad_at(key):
+        return jax.grad(
             lambda lg: Trace_ELBO().loss(key, {**params, "auto_logits": lg}, bimodal, guide)
         )(params["auto_logits"])
+
+    @jax.jit
+    def guide_draw(key):
+        tr = handlers.trace(handlers.seed(handlers.substitute(guide, data=params), key)).get_trace()
+        return tr["_auto_latent"]["value"]
+
+    for k in range(3):
+        key = jax.random.key(10 + k)
+        g = grad_at(key)
         # Trace_ELBO (num_particles=1) splits its key into (model, guide) seeds
         guide_key = jax.random.split(key)[1]
-        tr = handlers.trace(
-            handlers.seed(handlers.substitute(guide, data=params), guide_key)
-        ).get_trace()
-        z = float(tr["_auto_latent"]["value"][0])
+        z = float(guide_draw(guide_key)[0])
         w = np.array([0.4, 0.6])
         dens = w * norm.pdf(
             z, np.asarray(params["auto_locs"])[:, 0], np.asarray(params["auto_scale_tril"])[:, 0, 0]
@@ -287,17 +317,16 @@ def test_trace_elbo_weight_gradient_is_the_score_at_the_draw():
         np.testing.assert_allclose(np.asarray(g), r - w, atol=1e-5)
 
 
-def test_siwae_loss_matches_an_independent_computation():
+def test_siwae_loss_matches_an_independent_computation(bimodal2):
     """SIWAE with T draws per component against numpy/scipy on the same standard normals."""
     from scipy.special import logsumexp as np_lse
     from scipy.stats import norm
 
-    guide = _bimodal_guide(2.0)
-    svi = SVI(bimodal, guide, optax.adam(0.01), MixtureELBO(objective="siwae"))
-    params = svi.get_params(svi.init(jax.random.key(0)))
-    params = {**params, "auto_logits": jnp.log(jnp.array([0.25, 0.75]))}
+    guide, params = bimodal2
+    params = _with_logits(params, [0.25, 0.75])
     key, n, t = jax.random.key(5), 64, 4
-    ours = float(MixtureELBO(n, objective="siwae", inner=t).loss(key, params, bimodal, guide))
+    elbo = MixtureELBO(n, objective="siwae", inner=t)
+    ours = float(jax.jit(lambda p: elbo.loss(key, p, bimodal, guide))(params))
     # the same draws: (R, K, T, D) standard normals from the loss's key
     eps = np.asarray(jax.random.normal(key, (n // (2 * t), 2, t, 1)))[..., 0]
     mu = np.asarray(params["auto_locs"])[:, 0]

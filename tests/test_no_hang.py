@@ -86,6 +86,10 @@ def test_em_compiled_program_holds_no_lapack_custom_call():
             """
         )
         env = dict(os.environ, XLA_FLAGS=f"--xla_dump_to={tmp} --xla_dump_hlo_as_text")
+        # a program loaded from the test run's shared compilation cache (conftest.py) is
+        # not compiled, so XLA would not dump it: this subprocess compiles everything
+        for var in ("JAX_COMPILATION_CACHE_DIR", "GMMJAX_COMPILATION_CACHE"):
+            env.pop(var, None)
         subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=240)
         texts = [f.read_text() for f in Path(tmp).glob("*after_optimizations.txt")]
     assert texts, "XLA dumped no module: the check would be vacuous"
@@ -151,7 +155,10 @@ def test_cholesky_factors_match_lapack_via_numpy(d):
     a = rng.normal(size=(5, d, d))
     s = a @ np.swapaxes(a, -1, -2) / d + 0.1 * np.eye(d)  # condition number ≲ 1e3
     ref = np.linalg.cholesky(s)
-    lo, inv = cholesky_factors(jnp.asarray(s))
+    # compiled once per D (eagerly, its while loops and products compile op by op); the
+    # library only ever calls it traced, inside its own programs
+    factors = jax.jit(cholesky_factors)
+    lo, inv = factors(jnp.asarray(s))
     eps = float(jnp.finfo(lo.dtype).eps)
     # backward-stable factorizations agree to ~cond·eps relative to ‖L‖; 1e3·eps·50 margin
     tol = 5e4 * eps
@@ -159,4 +166,4 @@ def test_cholesky_factors_match_lapack_via_numpy(d):
     assert np.max(np.abs(np.asarray(inv) @ ref - np.eye(d))) <= tol * 10
     assert np.all(np.triu(np.asarray(lo), 1) == 0) and np.all(np.triu(np.asarray(inv), 1) == 0)
     # not positive definite → NaN, like jnp.linalg.cholesky (callers turn NaN into errors)
-    assert bool(jnp.any(jnp.isnan(cholesky_factors(-jnp.asarray(s))[0])))
+    assert bool(jnp.any(jnp.isnan(factors(-jnp.asarray(s))[0])))

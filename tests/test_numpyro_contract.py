@@ -127,9 +127,14 @@ def test_issue_reproducer_scan_matches_mixture_same_family():
         scan(step, None, ys)
 
     w, mu, sd = jnp.ones(2) / 2, jnp.array([-1.0, 1.0]), jnp.ones(2)
-    got, _ = numpyro.infer.util.log_density(model, (lambda: GaussianMixture(w, mu, sd),), {}, {})
-    ref_d = lambda: dist.MixtureSameFamily(dist.Categorical(probs=w), dist.Normal(mu, sd))  # noqa: E731
-    ref, _ = numpyro.infer.util.log_density(model, (ref_d,), {}, {})
+
+    def log_density(make):  # one compiled program per model (op-by-op otherwise)
+        return jax.jit(lambda: numpyro.infer.util.log_density(model, (make,), {}, {})[0])()
+
+    got = log_density(lambda: GaussianMixture(w, mu, sd))
+    ref = log_density(
+        lambda: dist.MixtureSameFamily(dist.Categorical(probs=w), dist.Normal(mu, sd))
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-6 if not X64 else 1e-12)
 
 
@@ -144,14 +149,17 @@ def test_vmap_over_each_argument(ctype):
         batched[name] = np.stack([args[name], args[name]])
         in_axes = {k: (0 if k == name else None) for k in args}
         axes = vmap_over(d, **{name: 0})
-        bd = jax.vmap(
-            lambda w, m, c: GaussianMixture(w, m, c, covariance_type=ctype),
-            in_axes=(in_axes["weights"], in_axes["locs"], in_axes["covariance_matrix"]),
-            out_axes=axes,
+        # jit(vmap): one compiled program each, the same batching rules as an eager vmap
+        bd = jax.jit(
+            jax.vmap(
+                lambda w, m, c: GaussianMixture(w, m, c, covariance_type=ctype),
+                in_axes=(in_axes["weights"], in_axes["locs"], in_axes["covariance_matrix"]),
+                out_axes=axes,
+            )
         )(batched["weights"], batched["locs"], batched["covariance_matrix"])
         # only the vmapped argument's leaf carries the new axis
         assert bd.batch_shape == (2,)
-        lp = jax.vmap(lambda m: m.log_prob(x), in_axes=(axes,))(bd)
+        lp = jax.jit(jax.vmap(lambda m: m.log_prob(x), in_axes=(axes,)))(bd)
         np.testing.assert_allclose(lp, jnp.stack([d.log_prob(x)] * 2), rtol=1e-6)
         # and it is usable directly: leaves broadcast to the batch shape on use
         np.testing.assert_allclose(bd.log_prob(x), lp, rtol=1e-6)
@@ -188,10 +196,16 @@ def test_expand(ctype):
 @pytest.mark.parametrize("ctype", list(CASES))
 def test_log_prob_and_sample_against_mixture_same_family(ctype):
     d, ref = _make(ctype), _reference(ctype)
-    x = ref.sample(jax.random.key(3), (50,))
-    np.testing.assert_allclose(d.log_prob(x), ref.log_prob(x), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(d.mean, ref.mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(d.variance, ref.variance, rtol=1e-5, atol=1e-6)
+
+    @jax.jit  # NumPyro's side in one compiled program (op by op, each operation compiles)
+    def reference():
+        x = ref.sample(jax.random.key(3), (50,))
+        return x, ref.log_prob(x), ref.mean, ref.variance
+
+    x, ref_lp, ref_mean, ref_var = reference()
+    np.testing.assert_allclose(d.log_prob(x), ref_lp, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.mean, ref_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d.variance, ref_var, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.numerics
@@ -230,7 +244,7 @@ def test_has_rsample_false_and_sample_pathwise_in_locs():
     assert not d.has_rsample  # the component draw is discrete, as in MixtureSameFamily
     with pytest.raises(NotImplementedError):
         d.rsample(jax.random.key(0))
-    g = jax.grad(lambda m: jnp.sum(GaussianMixture(W, m, C322).sample(jax.random.key(0))))(
+    g = jax.jit(jax.grad(lambda m: jnp.sum(GaussianMixture(W, m, C322).sample(jax.random.key(0)))))(
         jnp.asarray(L32)
     )
     # one draw: d x / d μ_c = 1 for the drawn component's coordinates, 0 elsewhere

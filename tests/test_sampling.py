@@ -56,7 +56,8 @@ def test_layout_covers_every_point_once(method):
     )
     n = 1000
     lay = make_layout(p, jax.random.key(1), n, method)
-    rep, comp, first, valid = block_info(lay, jnp.arange(lay.num_blocks + 5))
+    # one compiled program (the layout closed over) instead of one per operation
+    rep, comp, first, valid = jax.jit(lambda: block_info(lay, jnp.arange(lay.num_blocks + 5)))()
     counts = np.zeros((lay.replicates, 3), int)
     np.add.at(counts, (np.asarray(rep), np.asarray(comp)), np.asarray(valid))
     assert np.array_equal(counts, np.asarray(lay.counts))
@@ -71,10 +72,15 @@ def test_qmc_inputs_are_standard_normal_and_more_uniform_than_iid():
     out = {}
     for method in ("iid", "qmc"):
         lay = make_layout(p, jax.random.key(2), n, method)
-        rep, comp, first, valid = block_info(lay, jnp.arange(lay.num_blocks))
-        eps = np.asarray(
-            standard_normals(jax.random.key(3), method, lay, rep, comp, first, 1, jnp.float32)
-        ).reshape(-1)
+
+        @jax.jit  # the layout closed over (its ints are static): one program per method
+        def inputs():
+            rep, comp, first, valid = block_info(lay, jnp.arange(lay.num_blocks))
+            eps = standard_normals(jax.random.key(3), method, lay, rep, comp, first, 1, jnp.float32)
+            return eps, valid
+
+        eps, valid = inputs()
+        eps = np.asarray(eps).reshape(-1)
         mask = (np.arange(lay.block)[None] < np.asarray(valid)[:, None]).reshape(-1)
         out[method] = stats.kstest(eps[mask], "norm").statistic
     # iid KS distance ~ 1/√n ≈ 0.016; the lattice's is far smaller (≈ replicates/n)
@@ -91,10 +97,11 @@ def test_conversions_of_numpyro_gaussians():
             dist.Normal(jnp.array([0.0, 1.0]), jnp.array([1.0, 0.5])),
         ),
     ):
-        assert np.allclose(as_gaussian_mixture(d).log_prob(x), d.log_prob(x), atol=1e-5)
+        # NumPyro's log_prob jitted: one program instead of one per operation
+        assert np.allclose(as_gaussian_mixture(d).log_prob(x), jax.jit(d.log_prob)(x), atol=1e-5)
     mvn = dist.MultivariateNormal(
         jnp.array([0.0, 1.0]), scale_tril=jnp.array([[1.0, 0.0], [0.5, 0.8]])
     )
     x2 = jnp.stack([x, -x], -1)
-    assert np.allclose(as_gaussian_mixture(mvn).log_prob(x2), mvn.log_prob(x2), atol=1e-5)
+    assert np.allclose(as_gaussian_mixture(mvn).log_prob(x2), jax.jit(mvn.log_prob)(x2), atol=1e-5)
     assert as_gaussian_mixture(dist.Laplace(0.0, 1.0)) is None

@@ -30,6 +30,13 @@ def x64():
         yield
 
 
+# Compiled programs: `fit_em` compiles one per covariance type, init kind (labels,
+# responsibilities or given parameters), number of restarts, max_iter bucket (16 for
+# max_iter <= 16, 128 for the default 100) and padded data shape. The tests below keep
+# to a few of those: 360 points x 3 features (padded to 512), K = 3, full covariances,
+# n_init = 2 with drawn inits at the default max_iter, and max_iter <= 16 elsewhere.
+
+
 def _data(seed=0, n=(150, 120, 90)):
     rng = np.random.RandomState(seed)
     a = rng.normal(size=(3, 3))
@@ -125,9 +132,12 @@ def test_parity_one_point_inits(x64, t, init):
     # the same iterates as sklearn (1e-10); its first lower bound is that of weights
     # 1/N instead of 1/K (above), so it is lower by log(N/K). That bound (~ -1e6) comes
     # from covariances equal to reg_covar = 1e-6 up to the rounding of a one-point
-    # scatter (~1e-15·|x|²), a relative perturbation ~1e-8: hence rtol 1e-7 there
+    # scatter (~1e-15·|x|²), a relative perturbation ~1e-8: hence rtol 1e-7 there.
+    # n_init=2 (both keep the same restart): the compiled program of the parity test
     x = _data(9)
-    kw = dict(n_components=3, covariance_type=t, init_params=init, random_state=4, tol=1e-6)
+    kw = dict(
+        n_components=3, covariance_type=t, init_params=init, random_state=4, tol=1e-6, n_init=2
+    )
     ours, sk = _quiet(GaussianMixture(**kw), x), _quiet(SkGM(**kw), x)
     assert ours.n_iter_ == sk.n_iter_
     for name in ATTRS:
@@ -143,9 +153,10 @@ def test_parity_one_point_inits(x64, t, init):
 def test_warm_start_matches_sklearn_call_by_call(x64):
     # warm_start with max_iter=2: each call continues the last one; the convergence
     # test compares the first new lower bound with the last call's, so the call that
-    # converges and its n_iter_ are sklearn's
+    # converges and its n_iter_ are sklearn's. The first call draws n_init=3
+    # initializations (sklearn too), the later ones continue the kept one
     x = _data(2)
-    kw = dict(n_components=3, warm_start=True, max_iter=2, random_state=0, tol=1e-5)
+    kw = dict(n_components=3, warm_start=True, max_iter=2, random_state=0, tol=1e-5, n_init=3)
     ours, sk = GaussianMixture(**kw), SkGM(**kw)
     seen = []
     for _ in range(60):
@@ -162,10 +173,14 @@ def test_precisions_init_gives_the_upper_triangular_factor(x64):
     # P with P Pᵀ = Λ and P upper triangular with a positive diagonal is unique; with
     # every init given and max_iter=0 the fit returns it (1e-12: one Cholesky)
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(2, 3, 3))
+    a = rng.normal(size=(3, 3, 3))
     prec = a @ np.swapaxes(a, 1, 2) + np.eye(3)
     gm = GaussianMixture(
-        2, weights_init=[0.4, 0.6], means_init=np.zeros((2, 3)), precisions_init=prec, max_iter=0
+        3,
+        weights_init=[0.3, 0.3, 0.4],
+        means_init=np.zeros((3, 3)),
+        precisions_init=prec,
+        max_iter=0,
     ).fit(_data(3))
     p = gm.precisions_cholesky_
     np.testing.assert_array_equal(np.tril(p, -1), 0.0)
@@ -175,12 +190,15 @@ def test_precisions_init_gives_the_upper_triangular_factor(x64):
 
 
 def test_no_initialization_when_every_parameter_is_given(x64):
-    # sklearn's gh-26015: with weights, means and precisions all given nothing is drawn
+    # sklearn's gh-26015: with weights, means and precisions all given nothing is drawn.
+    # Both converge in 5 iterations (measured); max_iter=16 keeps the compiled program
+    # of the max_iter=0 and warm-start tests (the same iterates as the default 100)
     x = _data(4)
     kw = dict(
         weights_init=[0.3, 0.3, 0.4],
         means_init=x[[0, 200, 300]],
         precisions_init=np.stack([np.eye(3)] * 3),
+        max_iter=16,
     )
     with mock.patch("gmmjax.sklearn.gaussian_mixture.initial_labels") as drawn:
         ours = _quiet(GaussianMixture(3, **kw), x)
@@ -195,8 +213,8 @@ def test_mixture_property_hands_over_the_fit(x64):
     # sklearn's score_samples of the same fit (rounding, 1e-10), and it feeds the
     # divergences (KL(p‖p) = 0 exactly for the same samples)
     x = _data(5)
-    ours = GaussianMixture(3, random_state=0).fit(x)
-    sk = SkGM(3, random_state=0).fit(x)
+    ours = GaussianMixture(3, random_state=0, n_init=2).fit(x)
+    sk = SkGM(3, random_state=0, n_init=2).fit(x)
     mix = ours.mixture_
     assert isinstance(mix, gmmjax.GaussianMixture) and mix.n_components == 3
     np.testing.assert_allclose(mix.log_prob(jnp.asarray(x)), sk.score_samples(x), atol=1e-10)
@@ -208,26 +226,31 @@ def test_mixture_property_hands_over_the_fit(x64):
 
 def test_dtype_policy():
     # float32 unless jax_enable_x64 (then float64 data stay float64); float32 data stay
-    # float32 either way
+    # float32 either way. K = 3 and n_init = 2: the shapes of the parity test (float64)
+    # and of the convergence-warning test (float32)
     x = _data(6)
+    kw = dict(n_components=3, random_state=0, n_init=2)
     with jax.enable_x64(False):
-        gm = GaussianMixture(2, random_state=0).fit(x)
+        gm = GaussianMixture(**kw).fit(x)
         assert gm.means_.dtype == np.float32 and gm.covariances_.dtype == np.float32
     with jax.enable_x64(True):
-        assert GaussianMixture(2, random_state=0).fit(x).means_.dtype == np.float64
-        gm32 = GaussianMixture(2, random_state=0).fit(x.astype(np.float32))
+        assert GaussianMixture(**kw).fit(x).means_.dtype == np.float64
+        gm32 = GaussianMixture(**kw).fit(x.astype(np.float32))
         assert gm32.means_.dtype == np.float32
     # float32 fit: sklearn's float64 fit from the same init agrees to float32 rounding
     # (score to 1e-4 nats/sample: the sum of 360 float32 log-densities, relative ~1e-6)
-    sk = SkGM(2, random_state=0).fit(x)
+    sk = SkGM(**kw).fit(x)
     assert abs(gm.score(x) - sk.score(x)) < 1e-4
 
 
 def test_convergence_warning_and_verbose(capsys):
+    # tol=0 never converges: all max_iter (the default 100) iterations run and the fit
+    # warns. n_init=2 and the default max_iter share the dtype test's float32 program
     x = _data(7)
+    kw = dict(n_components=3, random_state=0, n_init=2, tol=0)
     with pytest.warns(ConvergenceWarning, match="Best performing initialization did not converge"):
-        GaussianMixture(3, max_iter=1, random_state=0).fit(x)
-    _quiet(GaussianMixture(3, max_iter=25, random_state=0, verbose=2, verbose_interval=5, tol=0), x)
+        GaussianMixture(**kw).fit(x)
+    _quiet(GaussianMixture(**kw, verbose=2, verbose_interval=5), x)
     out = capsys.readouterr().out
     assert "Initialization 0" in out and "Iteration 20" in out and "ll change" in out
     assert "did not converge" in out

@@ -4,6 +4,8 @@ References: NumPyro's ``MixtureSameFamily`` (density), the mixture with the dead
 component removed (estimates: same law), the closed-form Gaussian KL, scipy.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +62,8 @@ def test_sample_never_draws_a_dead_component():
     )
     x = p.sample(jax.random.key(0), (200_000,))
     assert float(jnp.max(jnp.abs(x))) < 10.0
-    counts = multinomial_counts(jax.random.key(1), 100_000, p.weights)
+    # compiled (the library calls it traced); eagerly its chunked draw compiles op by op
+    counts = jax.jit(multinomial_counts, static_argnums=1)(jax.random.key(1), 100_000, p.weights)
     assert counts.tolist()[0::2] == [0, 0, 0] and int(counts.sum()) == 100_000
 
 
@@ -80,29 +83,37 @@ def test_stratified_allocation_gives_dead_components_no_points(w, total, expecte
     assert f(jnp.asarray(w, jnp.float32), total).tolist() == expected
 
 
+def _dead_pair(lp):
+    # p = N(lp, 1) plus a dead component at 50; q = N(1, 2²) plus a dead one at -50
+    p = GaussianMixture.from_params(
+        jnp.array([0.0, -jnp.inf]), jnp.array([lp, 50.0]), jnp.ones(2), "univariate"
+    )
+    q = GaussianMixture(jnp.array([0.0, 1.0]), jnp.array([-50.0, 1.0]), scale=jnp.array([1.0, 2.0]))
+    return p, q
+
+
+@functools.partial(jax.jit, static_argnames="method")
+def _dead_kl_and_grad(lp, method):
+    # the estimate and its gradient in μ_p from one program (the forward pass is shared);
+    # built under jit, so the constructors' operations do not compile one by one
+    def f(lp):
+        est = g.kl_estimate(*_dead_pair(lp), jax.random.key(0), 4096, method=method)
+        return est.value, est
+
+    (_, est), grad = jax.value_and_grad(f, has_aux=True)(lp)
+    return est, grad
+
+
 @pytest.mark.parametrize("method", ["stratified", "qmc", "antithetic", "iid"])
 def test_kl_with_a_dead_component_is_unbiased_and_has_finite_gradients(method):
-    # p = N(0, 1) plus a dead component at 50; q = N(1, 2²) plus a dead one at -50.
     # KL(p || q) is the closed-form Gaussian KL: log 2 + (1 + 1)/8 - 1/2.
     truth = np.log(2.0) + 2.0 / 8.0 - 0.5
-
-    def make(lp):
-        p = GaussianMixture.from_params(
-            jnp.array([0.0, -jnp.inf]), jnp.array([lp, 50.0]), jnp.ones(2), "univariate"
-        )
-        q = GaussianMixture(
-            jnp.array([0.0, 1.0]), jnp.array([-50.0, 1.0]), scale=jnp.array([1.0, 2.0])
-        )
-        return p, q
-
-    est = g.kl_estimate(*make(0.0), jax.random.key(0), 4096, method=method)
+    _dead_pair(0.0)  # the eager constructors accept the dead components too
+    est, grad = _dead_kl_and_grad(0.0, method)
     assert np.isfinite(float(est.value)) and np.isfinite(float(est.stderr))
     # unbiased: within 4 standard errors of the truth (two-sided p ≈ 6e-5)
     assert abs(float(est.value) - truth) <= 4 * float(est.stderr) + 1e-6
     # d KL / d μ_p at μ_p = 0 is (μ_p - μ_q)/σ_q² = -1/4 (closed form)
-    grad = jax.grad(
-        lambda m: g.kl_estimate(*make(m), jax.random.key(1), 4096, method=method).value
-    )(0.0)
     assert np.isfinite(float(grad))
     assert abs(float(grad) + 0.25) < 0.1  # MC gradient; SE ≈ 0.01 at 4096 points
 

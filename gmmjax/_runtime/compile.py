@@ -8,7 +8,11 @@ reused afterwards. The arguments are split at call time:
   ``float``, ``str``), ``None``, callables that are not pytrees (an ``f`` of
   :func:`gmmjax.f_divergence`), a :class:`jax.sharding.Mesh`, and tuples of these;
 * **traced**: everything else (mixtures and other NumPyro distributions, arrays,
-  PRNG keys), keyed by its shapes, dtypes and pytree structure, as ``jax.jit`` does.
+  PRNG keys), keyed by its shapes, dtypes and pytree structure, as ``jax.jit`` does;
+  and the numeric arguments a function names in ``traced=`` (a kernel bandwidth, a
+  mass), which are values a user sweeps: they become weakly typed arrays, so a new
+  value reuses the compiled program instead of compiling another. An integer seed
+  given as ``key`` becomes ``jax.random.key(seed)`` before the call, for the same reason.
 
 So ``kl_estimate(p, q, key, 1000)`` compiles once for ``num_samples=1000``, the
 method, the covariance type and the shapes of ``p`` and ``q``, and later calls with
@@ -39,10 +43,12 @@ import os
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from gmmjax import gaussian as _gaussian
+from gmmjax._runtime import keys as _keys
 from gmmjax._runtime import sharding as _sharding
 
 __all__ = ["compiled", "method_call", "enable_compilation_cache", "DEFAULT_CACHE_DIR"]
@@ -67,6 +73,14 @@ def _is_static(v) -> bool:
         leaves = jax.tree_util.tree_leaves(v)
         return len(leaves) == 1 and leaves[0] is v
     return False
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
 def _traceable(tree) -> bool:
@@ -101,7 +115,7 @@ def _same(a, b) -> bool:
     return bool(a == b)
 
 
-def compiled(fn=None, *, post=None):
+def compiled(fn=None, *, post=None, traced=(), check=None):
     """Decorator: run ``fn`` as one ``jax.jit`` program cached on its static arguments.
 
     Args:
@@ -109,6 +123,10 @@ def compiled(fn=None, *, post=None):
         other arguments (sizes, method names, flags, callables) select the program.
       post: applied to the concrete result of a compiled call (not when ``fn`` is
         traced inline under the caller's own transformation); ``@compiled(post=f)``.
+      traced: names of numeric arguments that are traced even when given as Python
+        or NumPy scalars (``fn`` must not branch on them in Python).
+      check: called with the bound arguments (a dict, values as the user passed them)
+        before anything is traced, to reject bad concrete values with a clear message.
 
     Returns:
       A function with ``fn``'s signature, docstring and results. The undecorated
@@ -123,8 +141,9 @@ def compiled(fn=None, *, post=None):
       1.5
     """
     if fn is None:
-        return functools.partial(compiled, post=post)
+        return functools.partial(compiled, post=post, traced=tuple(traced), check=check)
     sig = inspect.signature(fn)
+    traced = frozenset(traced)
 
     def _run(dynamic, static):
         kwargs = dict(static.items)
@@ -147,12 +166,22 @@ def compiled(fn=None, *, post=None):
             bound = sig.bind(*args, **kwargs)
         except TypeError:
             return fn(*args, **kwargs)  # let Python report the bad call
+        if check is not None:
+            check(bound.arguments)
         dynamic, static = {}, []
         for name, value in bound.arguments.items():
             kind = sig.parameters[name].kind
             if kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 return fn(*args, **kwargs)
-            if _is_static(value):
+            if name == "key" and _is_int(value):
+                # an integer seed is a key (made here, outside the program): a new seed
+                # reuses the compiled program instead of compiling one per value
+                dynamic[name] = _keys.as_key(value)
+            elif name in traced and _is_number(value):
+                # a float (an int counts as one) becomes a weakly typed array, like the
+                # Python scalar it replaces: it follows the mixture's precision
+                dynamic[name] = jnp.asarray(float(value) if _is_int(value) else value)
+            elif _is_static(value):
                 static.append((name, value))
             else:
                 dynamic[name] = value

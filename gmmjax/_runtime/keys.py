@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_INT_MIN, _INT_MAX, _UINT_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
 def as_key(key, *, name: str = "key"):
@@ -42,7 +42,8 @@ def as_key(key, *, name: str = "key"):
                 f"{name}: the integer seed {seed} does not fit in 64 bits; use a seed in "
                 "[-2**63, 2**64) or pass jax.random.key(seed)"
             )
-        return jax.random.key(seed)
+        # jax.random.key converts a Python int through int64: pass the top half as uint64
+        return jax.random.key(np.uint64(seed) if seed > _INT_MAX else seed)
     if isinstance(key, jax.Array):
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             return key

@@ -56,6 +56,22 @@ def _log_masses(mass_p, mass_q):
     return jnp.log(jnp.asarray(mass_p)), jnp.log(jnp.asarray(mass_q))
 
 
+def _positive(fn_name: str, *names: str):
+    """A ``compiled`` check: each named argument, where concrete, is positive."""
+
+    def check(arguments: dict) -> None:
+        for name in names:
+            value = arguments.get(name, 1.0)
+            if isinstance(value, jax.core.Tracer):
+                continue  # the caller's own jit: nothing concrete to check
+            if not np.all(np.asarray(value) > 0):
+                raise ValueError(
+                    f"{fn_name}: {name} must be positive (a scale or a total mass), got {value!r}"
+                )
+
+    return check
+
+
 @compiled
 def log_inner_product(p, q) -> jax.Array:
     """``log ∫ p(x) q(x) dx`` between two mixtures, exactly.
@@ -81,7 +97,9 @@ def log_inner_product(p, q) -> jax.Array:
     return map_pairs(_log_inner_pair, p, q, "log_inner_product")
 
 
-@compiled
+@compiled(
+    traced=("mass_p", "mass_q"), check=_positive("cauchy_schwarz_divergence", "mass_p", "mass_q")
+)
 def cauchy_schwarz_divergence(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     """Cauchy–Schwarz divergence ``-log ⟨p,q⟩ / √(⟨p,p⟩⟨q,q⟩)``, in closed form.
 
@@ -100,7 +118,8 @@ def cauchy_schwarz_divergence(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
 
     Raises:
       TypeError: ``p`` or ``q`` is not a ``GaussianMixture``.
-      ValueError: different event shapes, or batch shapes that do not broadcast.
+      ValueError: different event shapes, batch shapes that do not broadcast, or a
+        non-positive concrete mass.
 
     Example:
       >>> import jax.numpy as jnp
@@ -119,7 +138,7 @@ def cauchy_schwarz_divergence(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     return -(lpq + la + lb) + 0.5 * (lpp + 2.0 * la) + 0.5 * (lqq + 2.0 * lb)
 
 
-@compiled
+@compiled(traced=("mass_p", "mass_q"), check=_positive("squared_l2_distance", "mass_p", "mass_q"))
 def squared_l2_distance(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     """Squared L2 distance ``∫ (mass_p·p(x) - mass_q·q(x))² dx``, in closed form.
 
@@ -134,7 +153,8 @@ def squared_l2_distance(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
 
     Raises:
       TypeError: ``p`` or ``q`` is not a ``GaussianMixture``.
-      ValueError: different event shapes, or batch shapes that do not broadcast.
+      ValueError: different event shapes, batch shapes that do not broadcast, or a
+        non-positive concrete mass.
 
     Example:
       >>> import jax.numpy as jnp
@@ -149,7 +169,7 @@ def squared_l2_distance(p, q, *, mass_p=1.0, mass_q=1.0) -> jax.Array:
     return jnp.maximum(val, 0.0)
 
 
-@compiled
+@compiled(traced=("bandwidth",), check=_positive("squared_mmd", "bandwidth"))
 def squared_mmd(p, q, *, bandwidth=1.0) -> jax.Array:
     """Squared maximum mean discrepancy with a Gaussian kernel, in closed form.
 
@@ -181,9 +201,7 @@ def squared_mmd(p, q, *, bandwidth=1.0) -> jax.Array:
     References:
       A. Gretton et al., "A kernel two-sample test", JMLR 13 (2012), Lemma 6.
     """
-    # checked on the Python value: inside the compiled program jnp.asarray would be traced
-    if not isinstance(bandwidth, jax.core.Tracer) and not np.all(np.asarray(bandwidth) > 0):
-        raise ValueError(f"squared_mmd: bandwidth must be positive, got {bandwidth!r}")
+    _positive("squared_mmd", "bandwidth")({"bandwidth": bandwidth})  # the eager path
     h = jnp.asarray(bandwidth)
     h2 = h * h
     lpp, lpq, lqq = map_pairs(_three, p, q, "squared_mmd", h2)
