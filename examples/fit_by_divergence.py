@@ -48,7 +48,7 @@ def main():
     w = jnp.array([2000.0, 5000.0, 10000.0]) / 17000.0
     p = gmmjax.GaussianMixture(w, jnp.array([-0.5, -0.1, 0.2]), scale=jnp.array([0.2, 0.07, 0.13]))
     init = gmmjax.GaussianMixture(
-        jnp.ones(3) / 3, jnp.array([-0.4, 0.0, 0.4]), scale=jnp.full(3, 0.3)
+        jnp.ones(3) / 3, jnp.array([-0.4, 0.0, 0.4]), scale=jnp.array([0.3, 0.3, 0.3])
     )
 
     # fit_to_target builds the loss and runs fit_gradient (any loss(q, key) works there).
@@ -75,7 +75,7 @@ def main():
         )
         q = fit.mixture
         fits[name] = q
-        tail = float(jnp.mean(fit.losses[-10:]))  # the MC losses are noisy: average the tail
+        tail = np.mean(np.asarray(fit.losses)[-10:])  # the MC losses are noisy: average the tail
         print(
             f"{name:<17} {tail:11.4f} {float(gmmjax.kl_quadrature(p, q)):23.4f}   "
             f"{sorted_weights(q)}"
@@ -86,12 +86,10 @@ def main():
 
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    x = jnp.linspace(-1.3, 0.9, 600)
-    ax.fill_between(
-        np.asarray(x), np.exp(np.asarray(p.log_prob(x))), color="0.85", label="target p"
-    )
+    x = np.linspace(-1.3, 0.9, 600, dtype=np.float32)
+    ax.fill_between(x, np.exp(np.asarray(p.log_prob(x))), color="0.85", label="target p")
     for name, q in fits.items():
-        ax.plot(np.asarray(x), np.exp(np.asarray(q.log_prob(x))), lw=1.8, label=name)
+        ax.plot(x, np.exp(np.asarray(q.log_prob(x))), lw=1.8, label=name)
     ax.set(xlabel="x", ylabel="density", title=f"3-component fits after {steps} Adam steps")
     ax.legend(fontsize=8)
     fig.savefig(os.path.join(args.out, "fit_by_divergence.png"), dpi=100)

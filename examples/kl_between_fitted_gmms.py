@@ -92,6 +92,7 @@ def main():
             f"(≈ {abs(kl1 - kl2) / np.hypot(se1, se2):.1f} combined standard errors)"
         )
         # an sklearn model saved by gmmjax: the versioned JSON of gmmjax.io
+        os.makedirs(args.out, exist_ok=True)
         gmmjax.save_mixture(ska, os.path.join(args.out, "sklearn_A.json"))
 
     os.makedirs(args.out, exist_ok=True)
@@ -99,7 +100,7 @@ def main():
         path = os.path.join(args.out, f"mixture_{name}.json")
         gmmjax.save_mixture(m, path)
         back = gmmjax.load_mixture(path)
-        assert bool((back.locs == m.locs).all())  # the file round-trips exactly
+        assert np.array_equal(back.locs, m.locs)  # the file round-trips exactly
     print(
         f"\nsaved mixture_A.json and mixture_B.json in {os.path.abspath(args.out)}; try\n"
         f"  gmmjax divergence {os.path.join(args.out, 'mixture_A.json')} "

@@ -70,12 +70,12 @@ def main(argv=None):
     p = gmmjax.GaussianMixture(
         logits=jnp.asarray(rng.normal(size=k), jnp.float32),
         locs=jnp.asarray(rng.normal(size=(k, d)), jnp.float32),
-        scale_tril=jnp.broadcast_to(jnp.eye(d), (k, d, d)),
+        scale_tril=jnp.asarray(np.broadcast_to(np.eye(d), (k, d, d)), jnp.float32),
     )
     q = gmmjax.GaussianMixture(
         logits=jnp.asarray(rng.normal(size=k), jnp.float32),
         locs=jnp.asarray(rng.normal(size=(k, d)), jnp.float32),
-        scale_tril=jnp.broadcast_to(0.8 * jnp.eye(d), (k, d, d)),
+        scale_tril=jnp.asarray(np.broadcast_to(0.8 * np.eye(d), (k, d, d)), jnp.float32),
     )
     mesh = Mesh(np.array(jax.devices()), ("samples",))
     key = jax.random.key(42)

@@ -78,6 +78,7 @@ def main():
         ax.set_xlabel("x₁")
     axes[0].set_ylabel("x₂")
     fig.tight_layout()
+    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "vi_multimodal.png")
     fig.savefig(path, dpi=90)
     print(f"wrote {path}")

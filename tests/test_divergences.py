@@ -130,6 +130,7 @@ def _calibration(p, q, keys, n, method):
 _calib_jit = jax.jit(_calibration, static_argnames=("n", "method"))
 
 
+@pytest.mark.slow  # a calibration run over 200 keys: CI runs it in its own step
 @pytest.mark.parametrize("method", METHODS)
 def test_stderr_is_calibrated_over_200_keys(method):
     # seed case vs its refit; |estimate - truth| <= 3 stderr must hold in >= 97% of

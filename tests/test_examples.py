@@ -35,11 +35,12 @@ def runs(tmp_path_factory):
     env = dict(os.environ, MPLBACKEND="Agg")
     procs = {}
     for name in EXPECTED:
-        out = tmp_path_factory.mktemp(name.removesuffix(".py"))
+        cwd = tmp_path_factory.mktemp(name.removesuffix(".py"))
+        out = cwd / "new_folder"  # not there yet: each example makes its --out folder
         args = [sys.executable, str(EXAMPLES / name), "--quick"]
         if name != "vmap_many_pairs.py":
             args += ["--out", str(out)]
-        procs[name] = (subprocess.Popen(args, cwd=out, env=env, stdout=subprocess.PIPE,
+        procs[name] = (subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True), out, time.time())  # fmt: skip
     results = {}
     for name, (proc, out, t0) in procs.items():

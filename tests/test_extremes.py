@@ -105,6 +105,7 @@ def test_js_of_separated_gaussians_is_log2_with_zero_gradient(case):
 _SAT = {}
 
 
+@pytest.mark.slow  # coverage over 50 keys at D = 16: CI runs it in its own step
 @pytest.mark.parametrize("method", ["iid", "antithetic", "qmc", "cv"])
 def test_js_near_log2_is_within_its_stderr_at_d16(method):
     """JS within 1e-12 of log 2 (D = 16, means 4 apart per axis): every method returns

@@ -65,6 +65,7 @@ def bimodal2():
     return guide, _init_params(bimodal, guide)
 
 
+@pytest.mark.slow  # means over 4,000 particles each: CI runs it in its own step
 def test_loss_matches_trace_elbo_in_expectation(constrained_setup):
     """Both are unbiased for -ELBO at the same guide parameters: compare within 4 combined SE."""
     y = Y
@@ -155,6 +156,7 @@ def _with_logits(params, logits):
     return {**params, "auto_logits": jnp.log(jnp.asarray(logits))}
 
 
+@pytest.mark.slow  # means over 256 keys per path: CI runs it in its own step
 @pytest.mark.parametrize("stl", [True, False])
 def test_direct_path_matches_the_general_plan_in_expectation(stl, constrained_setup):
     """The direct stratified path and kl_divergence's plan: same mean loss and gradient.

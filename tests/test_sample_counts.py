@@ -79,6 +79,7 @@ _kl_many = jax.jit(
 )
 
 
+@pytest.mark.slow  # bias and calibration over many keys: CI runs it in its own step
 @pytest.mark.parametrize("method", ["qmc", "antithetic", "cv"])
 def test_uneven_plans_stay_unbiased_and_calibrated(method):
     # N = 1001: qmc has 32 replicates of 32 or 31 points; antithetic 500 pairs plus one

@@ -1,17 +1,21 @@
-"""Input checks of :func:`gmmjax.fit.fit_em`: the data and the initial parameters.
+"""Input checks of :func:`gmmjax.fit.fit_em`: the data and the initial parameters; and
+the data and initial assignments prepared on the host for the compiled fit.
 
 The checks of ``weights_init``, ``means_init`` and ``precisions_init`` raise the very
 messages of ``sklearn.mixture.GaussianMixture`` (``"The parameter 'weights' should
 ..."``, ``"'full precision' should be symmetric, positive-definite"``), so code and
 tests written against scikit-learn see the same errors from :func:`fit_em` and from
 :class:`gmmjax.sklearn.GaussianMixture`. They run on the host (NumPy), once per fit,
-before anything is compiled.
+before the fit is compiled.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gmmjax.fit.init import INITS
 
 PRECISION_SHAPES = {
     "full": lambda k, d: (k, d, d),
@@ -22,9 +26,15 @@ PRECISION_SHAPES = {
 
 
 def as_data(x, sample_weight):
-    """Validate the data; returns ``(x (N, D) float, w (N,), univariate)``."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    """Validate the data; returns ``(x (N, D) float, w (N,), univariate)`` as NumPy arrays.
+
+    Everything stays on the host (a ``jnp`` copy or reshape would compile a small
+    program per new shape); ``x`` has JAX's dtype for it (float32 unless x64 is on).
+    """
+    x = np.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
+    else:
         x = x.astype(jnp.result_type(float))
     if x.ndim not in (1, 2):
         raise ValueError(
@@ -33,24 +43,22 @@ def as_data(x, sample_weight):
     univariate = x.ndim == 1
     if univariate:
         x = x[:, None]
-    xn = np.asarray(x)
-    if not np.all(np.isfinite(xn)):
-        bad = int(np.sum(~np.all(np.isfinite(xn), axis=1)))
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.all(np.isfinite(x), axis=1)))
         raise ValueError(
             f"fit_em: x contains NaN or infinite values in {bad} point(s); remove or "
             "impute them before fitting"
         )
     if sample_weight is None:
-        w = jnp.ones(x.shape[0], x.dtype)
+        w = np.ones(x.shape[0], x.dtype)
     else:
-        w = jnp.asarray(sample_weight, x.dtype)
-        wn = np.asarray(w)
+        w = np.asarray(sample_weight).astype(x.dtype)
         if w.shape != (x.shape[0],):
             raise ValueError(
                 f"fit_em: sample_weight must have shape ({x.shape[0]},), one weight per "
                 f"point, got {w.shape}"
             )
-        if not np.all(np.isfinite(wn)) or np.any(wn < 0) or not np.any(wn > 0):
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
             raise ValueError(
                 "fit_em: sample_weight must be finite and nonnegative with a positive sum"
             )
@@ -173,3 +181,52 @@ def check_init_array(init, n, k):
     if not np.all(np.isfinite(a)) or np.any(a < 0):
         raise ValueError("fit_em: init responsibilities must be finite and nonnegative")
     return a, False
+
+
+@jax.jit
+def _center(x, w):
+    """The weighted mean ``(D,)`` of ``x (N, D)``: one small program per data shape."""
+    return (w @ x) / jnp.sum(w)
+
+
+def prepare_data(x, w, n_pad, c):
+    """Center ``x (N, D)`` (the means are shifted back at the end), pad it and its weights
+    ``w (N,)`` with ``n_pad`` zero-weight rows and split into chunks of ``c``.
+
+    Only the mean is compiled; the rest is NumPy on the host (eager ``jnp`` would
+    compile a program per op and shape). The subtraction stays outside the compiled
+    mean on purpose: fused with it, XLA contracts it into a multiply-add.
+    """
+    d, dt = x.shape[1], x.dtype
+    center = np.asarray(_center(x, w))
+    xc = np.concatenate([x - center, np.zeros((n_pad, d), dt)])
+    wp = np.concatenate([w, np.zeros((n_pad,), dt)])
+    return center, xc.reshape(-1, c, d), wp.reshape(-1, c)
+
+
+_ONE_HOT_MAX = 1 << 24  # elements of one-hot initial labels built on the host
+
+
+def prepare_init(init, n, k, n_init, n_pad, c, dtype):
+    """``(static init kind, per-restart array or None, n_init)`` for ``init``."""
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"fit_em: init must be one of {INITS} or an array, got {init!r}")
+        return init, None, int(n_init)
+    a, labels = check_init_array(init, n, k)
+    if int(n_init) not in (1, a.shape[0]):
+        raise ValueError(
+            f"fit_em: n_init={n_init} but init holds {a.shape[0]} initialization(s); "
+            "pass one per restart (or leave n_init at 1)"
+        )
+    r = a.shape[0]
+    if labels:
+        # padding rows get label -1: no component (their weight is zero anyway)
+        a = np.concatenate([a, np.full((r, n_pad), -1, a.dtype)], axis=1)
+        if a.size * k > _ONE_HOT_MAX:  # one-hot per chunk inside the fit, never (N, K)
+            return "resp", a.reshape(r, -1, c).astype(np.int32), r
+        # one-hot on the host: the same compiled program as given responsibilities
+        # (the statistics are identical; label -1 is a zero row)
+        return "resp", (a[..., None] == np.arange(k)).astype(dtype).reshape(r, -1, c, k), r
+    a = np.concatenate([a, np.zeros((r, n_pad, k), a.dtype)], axis=1)
+    return "resp", a.astype(dtype).reshape(r, -1, c, k), r

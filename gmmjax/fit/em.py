@@ -96,12 +96,13 @@ def _chunk_size(n: int, k: int, d: int, itemsize: int = 4) -> int:
 
 
 def _lbs_len(max_iter: int) -> int:
-    """Length of the lower-bound buffer: ``max_iter`` rounded up to a power of two.
+    """Length of the lower-bound buffer: ``max_iter`` rounded up to a power of two, at
+    least 128.
 
     ``max_iter`` itself is traced, so fits that differ only in it share one compiled
-    function per power of two.
+    function per power of two (every ``max_iter <= 128`` one, the default included).
     """
-    return 1 << max(4, int(max_iter - 1).bit_length()) if max_iter > 0 else 16
+    return 1 << max(7, int(max_iter - 1).bit_length()) if max_iter > 0 else 128
 
 
 def _bucket(n: int) -> int:
@@ -111,7 +112,10 @@ def _bucket(n: int) -> int:
 
 
 def _warm_state(warm, t, k, d, dt, univariate):
-    """``(weights, means, (prec, scale), previous lower bound)`` of a warm start."""
+    """``(weights, means, {"scale": scale}, previous lower bound)`` of a warm start.
+
+    Host arrays, except the weights (``exp`` of the logits); the fit factorizes the scale.
+    """
     if isinstance(warm, EMResult):
         lbs = np.asarray(warm.lower_bounds)
         prev = float(lbs[-1]) if lbs.size else -np.inf
@@ -131,16 +135,21 @@ def _warm_state(warm, t, k, d, dt, univariate):
             f"{warm.dim} dimensions (batch {warm.batch_shape}); this fit needs an unbatched "
             f"{t} mixture with {k} components in {d} dimensions"
         )
-    weights = jnp.asarray(warm.weights, dt)
-    means = jnp.reshape(jnp.asarray(warm.locs, dt), (k, d))
-    scale = jnp.asarray(warm.scale_param, dt)
+    weights = np.asarray(warm.weights).astype(dt)
+    means = np.asarray(warm.locs).astype(dt).reshape(k, d)
+    scale = np.asarray(warm.scale_param).astype(dt)
     if wt == "univariate":
         scale = scale[:, None, None]
-    if t in ("full", "tied"):
-        prec = precision_cholesky(scale)
-    else:
-        prec = 1.0 / scale
-    return weights, means, (prec, scale), prev
+    return weights, means, {"scale": scale}, prev
+
+
+def _user_factors(user_prec, t):
+    """``(prec, scale)`` from ``{"precisions": sklearn's precisions_init}`` or ``{"scale":
+    a warm start's scale}`` (inside the fit: eager, they compiled ~20 small programs)."""
+    if "precisions" in user_prec:
+        return _stats.params_from_precisions(user_prec["precisions"], t)
+    scale = user_prec["scale"]
+    return (precision_cholesky(scale) if t in ("full", "tied") else 1.0 / scale), scale
 
 
 def _em_one(key, r0, xs, ws, user, opts):
@@ -155,7 +164,7 @@ def _em_one(key, r0, xs, ws, user, opts):
         ok = jnp.asarray(True)
         params = (uw, um, *uprec)
     else:
-        if init in ("labels", "resp"):
+        if init == "resp":
             r = r0
         else:
             r = initial_responsibilities(key, x_flat, w_flat, k, init).reshape(xs.shape[:2] + (k,))
@@ -190,43 +199,33 @@ def _em_one(key, r0, xs, ws, user, opts):
     return params, lb, n_iter, conv, ok, lbs
 
 
-def _fit_impl(keys, r0, xs, ws, user, tol, reg, max_iter, prev_lb, static):
-    """All restarts (vmapped), then the best by its final lower bound."""
-    opts = (static, tol, reg, max_iter, prev_lb)
-    run = jax.vmap(lambda kk, rr: _em_one(kk, rr, xs, ws, user, opts))
+def _fit_impl(key, r0, xs, ws, center, user, tol, reg, max_iter, prev_lb, static):
+    """All restarts (vmapped), then the best by its final lower bound.
+
+    ``user`` holds the given weights, means (not centered) and precisions
+    (:func:`_user_factors`), each None where not given.
+    """
+    t, k, kind, lbs_len, n_init = static
+    opts = ((t, k, kind, lbs_len), tol, reg, max_iter, prev_lb)
+    uw, um, uprec = user
+    um = None if um is None else um - center
+    uprec = None if uprec is None else _user_factors(uprec, t)
+    # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_init))
+    run = jax.vmap(lambda kk, rr: _em_one(kk, rr, xs, ws, (uw, um, uprec), opts))
     params, lb, n_iter, conv, ok, lbs = run(keys, r0)
     score_ = jnp.where(ok, lb, -jnp.inf)
     # the first restart with the highest bound (scikit-learn's strict ">"); with
     # max_iter = 0 scikit-learn keeps the last initialization (here: the last valid one)
-    last_ok = keys.shape[0] - 1 - jnp.argmax(ok[::-1])
+    last_ok = n_init - 1 - jnp.argmax(ok[::-1])
     best = jnp.where(max_iter > 0, jnp.argmax(score_), last_ok)
     params = jax.tree.map(lambda a: a[best], params)
-    ll = _stats.loglik(xs, ws, params, static[0]) / jnp.sum(ws)
-    return params, ll, n_iter[best], conv[best], ok[best], lbs[best], lb[best]
+    ll = _stats.loglik(xs, ws, params, t) / jnp.sum(ws)
+    weights, means, _, scale = params
+    return (weights, means, scale), ll, n_iter[best], conv[best], ok[best], lbs[best]
 
 
 _fit_jit = jax.jit(_fit_impl, static_argnames=("static",))
-
-
-def _prepare_init(init, n, k, n_init, n_pad, c, dtype):
-    """``(static init kind, per-restart array or None, n_init)`` for ``init``."""
-    if isinstance(init, str):
-        if init not in INITS:
-            raise ValueError(f"fit_em: init must be one of {INITS} or an array, got {init!r}")
-        return init, None, int(n_init)
-    a, labels = _check.check_init_array(init, n, k)
-    if int(n_init) not in (1, a.shape[0]):
-        raise ValueError(
-            f"fit_em: n_init={n_init} but init holds {a.shape[0]} initialization(s); "
-            "pass one per restart (or leave n_init at 1)"
-        )
-    r = a.shape[0]
-    if labels:
-        # padding rows get label -1: no component (their weight is zero anyway)
-        a = np.concatenate([a, np.full((r, n_pad), -1, a.dtype)], axis=1)
-        return "labels", jnp.asarray(a.reshape(r, -1, c), jnp.int32), r
-    a = np.concatenate([a, np.zeros((r, n_pad, k), a.dtype)], axis=1)
-    return "resp", jnp.asarray(a.reshape(r, -1, c, k), dtype), r
 
 
 def fit_em(
@@ -353,58 +352,53 @@ def fit_em(
         )
     n, d = x.shape
     k = int(n_components)
-    _check.check_counts(int(np.sum(np.asarray(w) > 0)), k, max_iter, n_init, tol, reg_covar)
+    _check.check_counts(int(np.sum(w > 0)), k, max_iter, n_init, tol, reg_covar)
     dt = x.dtype
     if univariate and means_init is not None:
         means_init = np.reshape(np.asarray(means_init), (-1, 1))
     if univariate and precisions_init is not None:
         precisions_init = np.reshape(np.asarray(precisions_init), (-1, 1, 1))
-    uw = None if weights_init is None else jnp.asarray(_check.check_weights(weights_init, k), dt)
-    um = None if means_init is None else jnp.asarray(_check.check_means(means_init, k, d), dt)
+    # given parameters stay NumPy until the fit (a jnp conversion compiles per shape)
+    uw = None if weights_init is None else _check.check_weights(weights_init, k).astype(dt)
+    um = None if means_init is None else _check.check_means(means_init, k, d).astype(dt)
     uprec = None
     if precisions_init is not None:
-        p0 = jnp.asarray(_check.check_precisions(precisions_init, t, k, d), dt)
-        uprec = _stats.params_from_precisions(p0, t)
+        uprec = {"precisions": _check.check_precisions(precisions_init, t, k, d).astype(dt)}
     prev_lb = -np.inf
     if warm_start is not None:
         uw, um, uprec, prev_lb = _warm_state(warm_start, t, k, d, dt, univariate)
 
     # center the data once (means are shifted back at the end); pad to whole chunks,
     # and small data sets to a power of two (one compiled function per size bucket)
-    center = (w @ x) / jnp.sum(w)
-    xc = x - center
-    um = None if um is None else um - center
     c = _chunk_size(n, k, d, jnp.dtype(dt).itemsize)
     n_pad = (-n % c) if c < n else _bucket(n) - n
     c = c if c < n else n + n_pad
-    xc = jnp.concatenate([xc, jnp.zeros((n_pad, d), dt)])
-    wp = jnp.concatenate([w, jnp.zeros((n_pad,), dt)])
-    xs, ws = shard_data(xc.reshape(-1, c, d), wp.reshape(-1, c), mesh)
+    center, xs, ws = _check.prepare_data(x, w, n_pad, c)
+    xs, ws = shard_data(xs, ws, mesh)
     if uw is not None and um is not None and uprec is not None:
         kind, r0, n_init = "params", None, 1  # nothing random: restarts would coincide
     else:
-        kind, r0, n_init = _prepare_init(init, n, k, n_init, n_pad, c, dt)
+        kind, r0, n_init = _check.prepare_init(init, n, k, n_init, n_pad, c, dt)
     if key is None:
         if kind in INITS:
             raise ValueError(f"fit_em: init={init!r} is random: pass key=jax.random.key(seed)")
         key = jax.random.key(0)  # unused: the initialization is given
     key = as_key(key)  # an integer seed is accepted too
-    # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
-    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
-    static = (t, k, kind, _lbs_len(int(max_iter)))
-    params, ll, n_iter, conv, any_ok, lbs, _ = _fit_jit(
-        keys,
+    static = (t, k, kind, _lbs_len(int(max_iter)), int(n_init))
+    (weights, means, scale), ll, n_iter, conv, any_ok, lbs = _fit_jit(
+        key,
         r0,
         xs,
         ws,
+        center,
         (uw, um, uprec),
-        jnp.asarray(tol, dt),
-        jnp.asarray(reg_covar, dt),
-        jnp.asarray(int(max_iter), jnp.int32),
-        jnp.asarray(prev_lb, dt),
+        np.asarray(tol, dt),
+        np.asarray(reg_covar, dt),
+        np.asarray(int(max_iter), np.int32),
+        np.asarray(prev_lb, dt),
         static,
     )
-    if not bool(any_ok) or not bool(jnp.isfinite(ll)):
+    if not bool(any_ok) or not np.isfinite(float(ll)):
         msg = _FAIL_MSG + f" (reg_covar is now {reg_covar:g})"
         if dt == jnp.float32:
             msg += (
@@ -412,13 +406,13 @@ def fit_em(
                 "(jax.config.update('jax_enable_x64', True)), avoids this"
             )
         raise ValueError(msg)
-    weights, means, _, scale = params
-    means = means + center
-    if univariate:
-        mixture = GaussianMixture.from_params(
-            jnp.log(weights), means[:, 0], scale[:, 0, 0], "univariate"
-        )
-    else:
-        mixture = GaussianMixture.from_params(jnp.log(weights), means, scale, t)
     n_iter = int(n_iter)
-    return EMResult(mixture, ll, n_iter, bool(conv), lbs[:n_iter])
+    # shifts and slices on the host (eager jnp compiles a program per op and shape;
+    # in the fit, XLA would contract the shift with the M-step into a multiply-add)
+    lbs = jax.device_put(np.asarray(lbs)[:n_iter])
+    means = np.asarray(means) + center
+    logw = jnp.log(weights)
+    if univariate:
+        means, scale, t = means[:, 0], np.asarray(scale)[:, 0, 0], "univariate"
+    mixture = GaussianMixture.from_params(logw, jax.device_put(means), jax.device_put(scale), t)
+    return EMResult(mixture, ll, n_iter, bool(conv), lbs)
