@@ -370,8 +370,7 @@ def test_init_arrays_are_restarts(x64):
     # two label arrays = two restarts; the kept one is the one with the higher final
     # lower bound among the two separate fits (same iterations: rounding only).
     # 16 iterations: the two restarts are still far apart (final bounds -5.06 and
-    # -4.91 per point, measured), so keeping the wrong one would fail; and the max_iter
-    # bucket is that of the max_iter=0 test below (one compiled program for both)
+    # -4.91 per point, measured), so keeping the wrong one would fail
     x = _datasets()[0]
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, (2, len(x)))

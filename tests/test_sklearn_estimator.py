@@ -30,11 +30,11 @@ def x64():
         yield
 
 
-# Compiled programs: `fit_em` compiles one per covariance type, init kind (labels,
-# responsibilities or given parameters), number of restarts, max_iter bucket (16 for
-# max_iter <= 16, 128 for the default 100) and padded data shape. The tests below keep
-# to a few of those: 360 points x 3 features (padded to 512), K = 3, full covariances,
-# n_init = 2 with drawn inits at the default max_iter, and max_iter <= 16 elsewhere.
+# Compiled programs: `fit_em` compiles one per covariance type, init kind (drawn,
+# given responsibilities or labels, or given parameters), number of restarts, max_iter
+# bucket (one for every max_iter <= 128, the default 100 included) and padded data
+# shape. The tests below keep to a few of those: 360 points x 3 features (padded to
+# 512), K = 3, full covariances, n_init = 2 with drawn inits.
 
 
 def _data(seed=0, n=(150, 120, 90)):
@@ -191,8 +191,8 @@ def test_precisions_init_gives_the_upper_triangular_factor(x64):
 
 def test_no_initialization_when_every_parameter_is_given(x64):
     # sklearn's gh-26015: with weights, means and precisions all given nothing is drawn.
-    # Both converge in 5 iterations (measured); max_iter=16 keeps the compiled program
-    # of the max_iter=0 and warm-start tests (the same iterates as the default 100)
+    # Both converge in 5 iterations (measured), so max_iter=16 gives the same iterates
+    # as the default 100
     x = _data(4)
     kw = dict(
         weights_init=[0.3, 0.3, 0.4],
