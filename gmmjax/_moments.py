@@ -3,6 +3,7 @@ moments, dense component parameters, sampling, the 1-D cdf, and the repr."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -14,6 +15,23 @@ from gmmjax._params import SCALE_NDIM
 from gmmjax._runtime.compile import method_call
 from gmmjax.gaussian import cholesky, tril_inverse
 
+_MOMENTS: dict = {}
+
+
+def _compiled_property(fn):
+    """A property computed by ``fn(self)`` as one compiled program per layout and shape.
+
+    Eagerly, each of its few dozen operations would be compiled on its own for every new
+    shape; inside the caller's ``jit``, ``vmap`` or ``grad`` it is traced inline.
+    """
+    _MOMENTS[fn.__name__] = fn
+
+    @functools.wraps(fn)  # name, docstring and return annotation
+    def get(self):
+        return method_call(self, "_moment", (), (fn.__name__,))
+
+    return property(get)
+
 
 class MomentsMixin:
     """Component covariances and the mixture's first two moments (law of total covariance).
@@ -24,7 +42,7 @@ class MomentsMixin:
     them with ``component_*`` or ``params``).
     """
 
-    @property
+    @_compiled_property
     def component_scale_tril(self) -> jax.Array:
         """``(..., K, D, D)`` dense lower Cholesky factors (``(..., K)`` std devs in 1-D)."""
         t, s, k = self.covariance_type, self.scale_param, self.n_components
@@ -36,7 +54,7 @@ class MomentsMixin:
             return s[..., :, None] * jnp.eye(self.dim, dtype=s.dtype)
         return s[..., None, None] * jnp.eye(self.dim, dtype=s.dtype)
 
-    @property
+    @_compiled_property
     def component_covariance_matrix(self) -> jax.Array:
         """``(..., K, D, D)`` component covariances (``(..., K)`` variances in 1-D)."""
         if self.covariance_type == "univariate":
@@ -44,7 +62,7 @@ class MomentsMixin:
         lt = self.component_scale_tril
         return lt @ jnp.swapaxes(lt, -1, -2)
 
-    @property
+    @_compiled_property
     def component_variances(self) -> jax.Array:
         """``(..., K, D)`` diagonal of each component covariance (``(..., K)`` in 1-D)."""
         t, s = self.covariance_type, self.scale_param
@@ -57,14 +75,14 @@ class MomentsMixin:
             return jnp.broadcast_to(v[..., None, :], s.shape[:-2] + (self.n_components, self.dim))
         return jnp.broadcast_to((s**2)[..., None], s.shape + (self.dim,))
 
-    @property
+    @_compiled_property
     def mean(self) -> jax.Array:
         """``Σ_k w_k μ_k``: ``batch_shape + event_shape``."""
         if self.covariance_type == "univariate":
             return jnp.sum(self.weights * self.locs, axis=-1)
         return jnp.einsum("...k,...kd->...d", self.weights, self.locs)
 
-    @property
+    @_compiled_property
     def variance(self) -> jax.Array:
         """Diagonal of the mixture covariance (law of total variance)."""
         w = self.weights
@@ -74,7 +92,7 @@ class MomentsMixin:
         dev = self.locs - self.mean[..., None, :]
         return jnp.einsum("...k,...kd->...d", w, self.component_variances + dev * dev)
 
-    @property
+    @_compiled_property
     def covariance_matrix(self) -> jax.Array:
         """Mixture covariance ``Σ_k w_k (Σ_k + (μ_k - m)(μ_k - m)ᵀ)`` (the variance in 1-D)."""
         if self.covariance_type == "univariate":
@@ -85,14 +103,14 @@ class MomentsMixin:
         between = jnp.einsum("...k,...kd,...ke->...de", w, dev, dev)
         return within + between
 
-    @property
+    @_compiled_property
     def scale_tril(self) -> jax.Array:
         """Lower Cholesky factor of the mixture covariance (the std dev in 1-D)."""
         if self.covariance_type == "univariate":
             return jnp.sqrt(self.variance)
         return cholesky(self.covariance_matrix)
 
-    @property
+    @_compiled_property
     def precision_matrix(self) -> jax.Array:
         """Inverse of the mixture covariance, from its Cholesky factor (no ``inv``)."""
         if self.covariance_type == "univariate":
@@ -100,10 +118,13 @@ class MomentsMixin:
         li = tril_inverse(self.scale_tril)
         return jnp.swapaxes(li, -1, -2) @ li
 
-    @property
+    @_compiled_property
     def scale(self) -> jax.Array:
         """Standard deviation of each coordinate of the mixture: ``sqrt(variance)``."""
         return jnp.sqrt(self.variance)
+
+    def _moment(self, name: str) -> jax.Array:
+        return _MOMENTS[name](self)
 
     def _sample_one(self, key, n: int, logits, locs, scale_param):
         k1, k2 = jax.random.split(key)
@@ -156,13 +177,19 @@ class MomentsMixin:
                 "cdf is defined only for univariate mixtures (event_shape == ()); "
                 f"this mixture has event_shape {self.event_shape}"
             )
+        return method_call(self, "_cdf", (value,), (True,))
+
+    def _cdf(self, value, log: bool) -> jax.Array:
         logits, locs, sp = self._full_leaves()
         z = (jnp.asarray(value)[..., None] - locs) / sp
-        return logsumexp(logits + log_ndtr(z), axis=-1)
+        out = logsumexp(logits + log_ndtr(z), axis=-1)
+        return out if log else jnp.exp(out)
 
     def cdf(self, value) -> jax.Array:
         """``P(X ≤ x) = Σ_k w_k Φ((x - μ_k)/σ_k)`` of a univariate mixture."""
-        return jnp.exp(self.log_cdf(value))
+        if self.covariance_type != "univariate":
+            return self.log_cdf(value)  # raises NumPyro's NotImplementedError
+        return method_call(self, "_cdf", (value,), (False,))
 
 
 def _leaf(a) -> str:

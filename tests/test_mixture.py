@@ -181,3 +181,27 @@ def test_sample_is_pathwise_in_locs_and_scales(rng):
     # d mean(x)/d shift = 1 exactly for any sample; the scale gradient is finite
     assert float(g[0]) == pytest.approx(1.0, rel=tol(1e-5, 1e-12))
     assert np.isfinite(float(g[1]))
+
+
+def test_moments_of_a_new_shape_compile_one_program_each():
+    """mean, variance and the other moments run as one program per layout and shape
+    (eagerly, each of their operations compiled on its own: ~10 programs per moment)."""
+    m = GaussianMixture(
+        jnp.full(5, 0.2), jnp.arange(35.0).reshape(5, 7), jnp.broadcast_to(jnp.eye(7), (5, 7, 7))
+    )  # K = 5, D = 7: a shape no other test uses
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        mean, var = m.mean, m.variance
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiles) <= 2
+    # and the values: the law of total variance, by hand in NumPy
+    locs = np.arange(35.0).reshape(5, 7)
+    np.testing.assert_allclose(mean, locs.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(var, 1.0 + locs.var(0), rtol=1e-6)
