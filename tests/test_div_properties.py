@@ -52,14 +52,22 @@ def _mixes_jax(theta):
 _GRID = np.linspace(-4.0, 4.0, 160_001)  # h = 5e-5 < smallest sd / 1000
 
 
-def _kl_js_quad(theta):
+def _kl_js_quad(theta, cache=None):
     """KL and JS of the θ pair by composite Simpson quadrature in float64 on [-4, 4].
 
     Mass outside [-4, 4] is < 1e-12 for these mixtures; Simpson's error with h = 5e-5
-    on integrands whose narrowest scale is 0.07 is far below 1e-10.
+    on integrands whose narrowest scale is 0.07 is far below 1e-10. ``cache`` maps a
+    half of θ (its bytes) to that mixture's log-density on the grid.
     """
+    cache = {} if cache is None else cache
+
+    def logpdf(half, mix):
+        if half.tobytes() not in cache:
+            cache[half.tobytes()] = logpdf_1d(_GRID, mix)
+        return cache[half.tobytes()]
+
     p, q = _mixes_np(theta)
-    a, b = logpdf_1d(_GRID, p), logpdf_1d(_GRID, q)
+    a, b = logpdf(theta[:9], p), logpdf(theta[9:], q)
     m = np.logaddexp(a, b) - np.log(2)
     kl = integrate.simpson(np.exp(a) * (a - b), x=_GRID)
     js = integrate.simpson(0.5 * (np.exp(a) * (a - m) + np.exp(b) * (b - m)), x=_GRID)
@@ -67,12 +75,16 @@ def _kl_js_quad(theta):
 
 
 def _fd_reference(h=1e-4):
-    """Central differences of the float64 quadrature values (error ~ h^2 f3 ~ 1e-7)."""
+    """Central differences of the float64 quadrature values (error ~ h^2 f3 ~ 1e-7).
+
+    A step moves one parameter, so one side keeps θ0's density (computed once).
+    """
     grad = np.zeros((2, 18))
+    cache = {}
     for i in range(18):
         e = np.zeros(18)
         e[i] = h
-        grad[:, i] = (_kl_js_quad(THETA0 + e) - _kl_js_quad(THETA0 - e)) / (2 * h)
+        grad[:, i] = (_kl_js_quad(THETA0 + e, cache) - _kl_js_quad(THETA0 - e, cache)) / (2 * h)
     return grad
 
 
@@ -89,7 +101,13 @@ def _grads(theta, keys, method):
     return jax.vmap(jax.jacrev(f), in_axes=(None, 0))(theta, keys)
 
 
-_grads_jit = jax.jit(_grads, static_argnames="method")
+_GRAD_METHODS = ("iid", "stratified", "qmc")
+
+
+@jax.jit
+def _grads_all(theta, keys):
+    # every method in one program: it compiles faster than one program per method
+    return {method: _grads(theta, keys, method) for method in _GRAD_METHODS}
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +116,18 @@ def fd_refs():
     return {"kl": ref[0], "js": ref[1]}
 
 
-@pytest.mark.parametrize("method", ["iid", "stratified", "qmc"])
-def test_gradients_match_finite_differences_of_quadrature(method, fd_refs):
+@pytest.fixture(scope="module")
+def mc_grads():
+    keys = jax.random.split(jax.random.key(3), 16)
+    return _grads_all(jnp.asarray(THETA0, F), keys)
+
+
+@pytest.mark.parametrize("method", _GRAD_METHODS)
+def test_gradients_match_finite_differences_of_quadrature(method, fd_refs, mc_grads):
     # 16 independent keys give the mean gradient and its standard error; the mean must
     # be within 4 standard errors (+1e-3 absolute for the central-difference error of
     # the float64 quadrature and float32 rounding of the per-key gradients)
-    keys = jax.random.split(jax.random.key(3), 16)
-    jac = np.asarray(_grads_jit(jnp.asarray(THETA0, F), keys, method=method), np.float64)
+    jac = np.asarray(mc_grads[method], np.float64)
     for j, name in enumerate(("kl", "js")):
         gs = jac[:, j, :]
         mean, se = gs.mean(0), gs.std(0, ddof=1) / 4.0
@@ -158,7 +181,11 @@ def test_invariants(pair, seed):
     a, b = _js_pair(p, q, k), _js_pair(q, p, jax.random.fold_in(k, 1))
     for e in (a, b):
         assert 0.0 <= float(e.value) <= np.log(2)
-    assert abs(float(a.value - b.value)) <= 4 * float(jnp.hypot(a.stderr, b.stderr)) + 1e-6
+    # (host arithmetic on the scalars: eager jnp would compile a program per operation)
+    assert (
+        abs(float(a.value) - float(b.value))
+        <= 4 * np.hypot(float(a.stderr), float(b.stderr)) + 1e-6
+    )
     # permutation of the components of p (and of q)
     perm = np.array([2, 0, 1])
     pp = _gm(tuple(x[perm] for x in pair[0]))
@@ -166,8 +193,8 @@ def test_invariants(pair, seed):
     base = _kl_pair(p, q, k)
     other = _kl_pair(pp, qp, jax.random.fold_in(k, 2))
     assert (
-        abs(float(base.value - other.value))
-        <= 4 * float(jnp.hypot(base.stderr, other.stderr)) + 1e-5
+        abs(float(base.value) - float(other.value))
+        <= 4 * np.hypot(float(base.stderr), float(other.stderr)) + 1e-5
     )
     # an invertible affine map x -> A x + b of both
     a_mat = np.array([[1.5, 0.4], [-0.3, 0.8]])
@@ -180,8 +207,8 @@ def test_invariants(pair, seed):
 
     mapped = _kl_pair(_gm(affine(pair[0])), _gm(affine(pair[1])), jax.random.fold_in(k, 3))
     assert (
-        abs(float(base.value - mapped.value))
-        <= 4 * float(jnp.hypot(base.stderr, mapped.stderr)) + 1e-4
+        abs(float(base.value) - float(mapped.value))
+        <= 4 * np.hypot(float(base.stderr), float(mapped.stderr)) + 1e-4
     )
 
 
@@ -287,34 +314,38 @@ def test_stl_gradient_vanishes_at_the_optimum():
     # with q = p, ∇_x(log p_sg - log q) = 0 at every point, so the STL gradient is 0 up
     # to float rounding (1e-4), while the plain gradient carries the score noise
     p = _gm1(SEED_W, SEED_MU, SEED_SD)
+    # both gradients from one program (same points: the forward pass is shared)
     f = jax.jit(
-        lambda p, stl: jax.grad(
-            lambda p: g.kl_divergence(
-                p,
-                _gm1(SEED_W, SEED_MU, SEED_SD),
-                jax.random.key(2),
-                4000,
-                method="stratified",
-                stl=stl,
-            )
-        )(p),
-        static_argnums=1,
+        lambda p: tuple(
+            jax.grad(
+                lambda p: g.kl_divergence(
+                    p,
+                    _gm1(SEED_W, SEED_MU, SEED_SD),
+                    jax.random.key(2),
+                    4000,
+                    method="stratified",
+                    stl=stl,
+                )
+            )(p)
+            for stl in (True, False)
+        )
     )
-    stl, plain = f(p, True), f(p, False)
-    assert max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree_util.tree_leaves(stl)) < 1e-4
-    assert max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree_util.tree_leaves(plain)) > 1e-3
+    stl, plain = f(p)
+    assert max(np.max(np.abs(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(stl)) < 1e-4
+    assert max(np.max(np.abs(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(plain)) > 1e-3
 
 
 def test_batches_and_vmap_over_1000_pairs():
     # a batch gives the same estimates as one call per member with the split keys
-    p = _gm1(np.ones((3, 2)) / 2, [[0.0, 1.0], [0.0, 2.0], [1.0, 3.0]], np.ones((3, 2)))
+    locs = np.array([[0.0, 1.0], [0.0, 2.0], [1.0, 3.0]])
+    p = _gm1(np.ones((3, 2)) / 2, locs, np.ones((3, 2)))
     q = _gm1(np.ones(2) / 2, [0.5, 1.0], [1.0, 2.0])  # broadcasts against p's batch (3,)
     key = jax.random.key(9)
     f = jax.jit(lambda p, q, k: g.kl_estimate(p, q, k, 1000, method="stratified"))
     batch = f(p, q, key)
     keys = jax.random.split(key, 3)
     for i in range(3):
-        one = f(_gm1(np.ones(2) / 2, np.asarray(p.locs[i]), np.ones(2)), q, keys[i])
+        one = f(_gm1(np.ones(2) / 2, locs[i], np.ones(2)), q, keys[i])
         assert np.allclose(batch.value[i], one.value, rtol=1e-5, atol=1e-6)
     # vmap over 1,000 K=1 pairs (10,000 works the same way; 1,000 keeps the suite fast)
     rng = np.random.default_rng(0)
@@ -340,10 +371,13 @@ def test_chunked_evaluation_matches_reference():
         tuple(np.asarray(a) for a in (SEED_W, SEED_MU, SEED_SD)),
         (np.array([0.3, 0.7]), np.array([-0.3, 0.1]), np.array([0.2, 0.15])),
     )["kl"]
-    for method in ("iid", "qmc"):
-        est = jax.jit(
-            lambda p, q, k: g.kl_estimate(p, q, k, 30_000, method=method, chunk_size=1000)
-        )(p, q, jax.random.key(5))
+    methods = ("iid", "qmc")
+    ests = jax.jit(  # both methods in one program
+        lambda p, q, k: [
+            g.kl_estimate(p, q, k, 30_000, method=method, chunk_size=1000) for method in methods
+        ]
+    )(p, q, jax.random.key(5))
+    for method, est in zip(methods, ests, strict=True):
         assert abs(float(est.value) - ref) <= 4 * float(est.stderr) + 1e-5, method
 
 

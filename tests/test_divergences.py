@@ -9,6 +9,8 @@ allowance ``RTOL · (1 + |ref|)`` with ``RTOL = 2e-5`` for float32 sums of ~10�
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,30 +44,36 @@ def _refit():
 
 
 SEED = (SEED_W, SEED_MU, SEED_SD)
-REFIT = _refit()
-# three 1-D pairs, all with K = 3 so they batch into one call: the seed vs its refit,
-# two single Gaussians (three identical components each; closed form 0.4431...),
-# and a bimodal p against a wide unimodal-ish q
-CASES_1D = [
-    (SEED, REFIT),
-    ((np.ones(3) / 3, np.zeros(3), np.ones(3)), (np.ones(3) / 3, np.ones(3), 2 * np.ones(3))),
-    (
-        (np.array([0.3, 0.5, 0.2]), np.array([-2.0, 1.0, 1.5]), np.array([0.5, 1.0, 0.3])),
-        (np.array([0.6, 0.2, 0.2]), np.array([0.0, 1.0, -1.0]), np.array([2.0, 1.5, 3.0])),
-    ),
-]
+
+
+@functools.cache
+def _cases_1d():
+    """The 1-D pairs, their quadrature references and the batched mixtures.
+
+    Built on first use, not at import: under xdist every worker imports every test
+    module, and the quadrature takes seconds.
+    """
+    # three 1-D pairs, all with K = 3 so they batch into one call: the seed vs its refit,
+    # two single Gaussians (three identical components each; closed form 0.4431...),
+    # and a bimodal p against a wide unimodal-ish q
+    cases = [
+        (SEED, _refit()),
+        ((np.ones(3) / 3, np.zeros(3), np.ones(3)), (np.ones(3) / 3, np.ones(3), 2 * np.ones(3))),
+        (
+            (np.array([0.3, 0.5, 0.2]), np.array([-2.0, 1.0, 1.5]), np.array([0.5, 1.0, 0.3])),
+            (np.array([0.6, 0.2, 0.2]), np.array([0.0, 1.0, -1.0]), np.array([2.0, 1.5, 3.0])),
+        ),
+    ]
+    refs = [references_1d(p, q, ALPHA) for p, q in cases]
+
+    def batch(side):
+        w, mu, sd = (np.stack([c[side][i] for c in cases]) for i in range(3))
+        return g.GaussianMixture(jnp.asarray(w, F), jnp.asarray(mu, F), scale=jnp.asarray(sd, F))
+
+    return cases, refs, batch(0), batch(1)
+
+
 ALPHA = 0.5
-REFS_1D = [references_1d(p, q, ALPHA) for p, q in CASES_1D]
-
-
-def _batch_1d(side):
-    w = np.stack([c[side][0] for c in CASES_1D])
-    mu = np.stack([c[side][1] for c in CASES_1D])
-    sd = np.stack([c[side][2] for c in CASES_1D])
-    return g.GaussianMixture(jnp.asarray(w, F), jnp.asarray(mu, F), scale=jnp.asarray(sd, F))
-
-
-P1, Q1 = _batch_1d(0), _batch_1d(1)
 
 
 def _all_estimates(p, q, key, n, method, full):
@@ -97,11 +105,12 @@ def test_1d_estimators_against_quadrature(method):
     # every estimator for the default method; KL, JS and Rényi for the others
     # (compile time: each estimator is its own XLA program)
     full = method == DEFAULT_METHOD
-    est = _all_jit(P1, Q1, jax.random.key(11), n=20_000, method=method, full=full)
+    cases, refs, p1, q1 = _cases_1d()
+    est = _all_jit(p1, q1, jax.random.key(11), n=20_000, method=method, full=full)
     for name, e in est.items():
-        assert e.value.shape == (len(CASES_1D),)
+        assert e.value.shape == (len(cases),)
         assert np.all(np.asarray(e.num_samples) >= 19_990)
-        for i, ref in enumerate(REFS_1D):
+        for i, ref in enumerate(refs):
             v, se = float(e.value[i]), float(e.stderr[i])
             assert np.isfinite(v) and se > 0, (name, i)
             tol = 4 * se + RTOL * (1 + abs(ref[name]))
@@ -118,7 +127,7 @@ def test_two_gaussians_closed_form_reference():
     # the second 1-D case is N(0,1) vs N(1,2): the quadrature agrees with the textbook
     # formula ln(σq/σp) + (σp² + Δμ²)/(2σq²) - ½ to quadrature accuracy (1e-9)
     closed = np.log(2.0) + (1.0 + 1.0) / 8.0 - 0.5
-    assert abs(REFS_1D[1]["kl"] - closed) < 1e-9
+    assert abs(_cases_1d()[1][1]["kl"] - closed) < 1e-9
 
 
 def _calibration(p, q, keys, n, method):
@@ -138,11 +147,12 @@ def test_stderr_is_calibrated_over_200_keys(method):
     # R - 1 = 15 degrees of freedom gives 99.1%)
     p, q = (
         g.GaussianMixture(*(jnp.asarray(a, F) for a in m[:2]), scale=jnp.asarray(m[2], F))
-        for m in (SEED, REFIT)
+        for m in _cases_1d()[0][0]
     )
+    ref_kl, ref_js = (_cases_1d()[1][0][name] for name in ("kl", "js"))
     keys = jax.random.split(jax.random.key(2024), 200)
     kl, js = _calib_jit(p, q, keys, n=1000, method=method)
-    for est, ref in ((kl, REFS_1D[0]["kl"]), (js, REFS_1D[0]["js"])):
+    for est, ref in ((kl, ref_kl), (js, ref_js)):
         err = np.abs(np.asarray(est.value, np.float64) - ref)
         se = np.asarray(est.stderr, np.float64)
         assert np.mean(err <= 3 * se) >= 0.97, (method, np.mean(err <= 3 * se))
@@ -198,7 +208,7 @@ Q2 = (
     np.array([[-0.5, 0.0], [1.0, 1.0]]),
     np.array([[[1.0, 0.0], [0.0, 0.3]], [[0.5, 0.2], [0.2, 0.5]]]),
 )
-REFS_2D = references_2d_grid(P2, Q2)
+_refs_2d = functools.cache(lambda: references_2d_grid(P2, Q2))  # on first use
 
 
 def _gm2(m):
@@ -209,7 +219,8 @@ def _gm2(m):
 def test_2d_against_fine_grid(method):
     # grid: 801² trapezoid over [-9, 9]²; its error (smooth integrand, h = 0.0225) is
     # < 1e-6, checked by the total mass
-    assert abs(REFS_2D["mass_p"] - 1.0) < 1e-6
+    refs = _refs_2d()
+    assert abs(refs["mass_p"] - 1.0) < 1e-6
     p, q = _gm2(P2), _gm2(Q2)
     f = jax.jit(
         lambda p, q, k: (
@@ -219,7 +230,7 @@ def test_2d_against_fine_grid(method):
         )
     )
     for name, e in zip(("kl", "js", "tv"), f(p, q, jax.random.key(8)), strict=True):
-        ref = REFS_2D[name]
+        ref = refs[name]
         tol = 4 * float(e.stderr) + RTOL * (1 + abs(ref)) + 1e-6
         assert abs(float(e.value) - ref) <= tol, (method, name, float(e.value), ref)
 

@@ -29,9 +29,11 @@ def _datasets():
     """Two 3-D data sets of the same shape (one compile per covariance type).
 
     Most tests of this module fit these shapes (600 points, padded to 1024, D = 3,
-    K = 3) with ``max_iter`` 200 (given parameters) or 100 (k-means): ``fit_em``
-    compiles one program per covariance type, init kind, ``n_init``, max_iter bucket
-    and data bucket, so sharing them keeps the module's compilations few.
+    K = 3) with ``max_iter`` 100 (given parameters; every such fit here converges in
+    at most 70 iterations, measured) or the default (k-means): ``fit_em`` compiles one
+    program per covariance type, init kind, ``n_init``, max_iter bucket (one for every
+    ``max_iter <= 128``) and data bucket, so sharing them keeps the module's
+    compilations few.
     """
     out = []
     for seed in (0, 1):
@@ -82,8 +84,8 @@ def test_parity_with_sklearn_same_init(x64, t):
     # issue's bounds, observed differences are ~1e-13.
     for i, x in enumerate(_datasets()):
         kw = _init(x, t, seed=i)
-        sk = _sk_fit(x, 3, t, max_iter=200, tol=1e-7, **kw)
-        res = fit_em(x, 3, key=jax.random.key(0), covariance_type=t, max_iter=200, tol=1e-7, **kw)
+        sk = _sk_fit(x, 3, t, max_iter=100, tol=1e-7, **kw)
+        res = fit_em(x, 3, key=jax.random.key(0), covariance_type=t, max_iter=100, tol=1e-7, **kw)
         assert res.mixture.locs.dtype == jnp.float64
         assert res.n_iter == sk.n_iter_ and res.converged == sk.converged_
         assert abs(float(res.log_likelihood) - sk.score(x)) < 1e-6
@@ -118,6 +120,22 @@ def test_own_init_not_worse_than_sklearn(x64, t):
         assert float(res.log_likelihood) >= sk.score(x) - 1e-3
 
 
+def test_covariance_types_share_one_initializer(x64):
+    # the drawn initialization is a compiled program of its own, keyed on the data shape,
+    # K, init and n_init, not on the covariance type: a second type traces no initializer
+    # (the shapes of the test above, so its EM programs are shared too)
+    from gmmjax.fit.init import initial_assignments
+
+    x = _datasets()[0]
+    before = initial_assignments._cache_size()
+    a = fit_em(x, 3, key=jax.random.key(0), covariance_type="diag")
+    after_one = initial_assignments._cache_size()
+    b = fit_em(x, 3, key=jax.random.key(0), covariance_type="spherical")
+    assert after_one - before <= 1
+    assert initial_assignments._cache_size() == after_one
+    assert a.mixture.covariance_type == "diag" and b.mixture.covariance_type == "spherical"
+
+
 @pytest.mark.parametrize("init", ["k-means++", "random_from_data"])  # "random": below
 def test_other_inits_reach_the_sklearn_optimum(x64, init):
     # well-separated clusters: every init with 3 restarts reaches the same optimum as
@@ -140,7 +158,7 @@ def test_recovers_seed_1d_mixture():
         np.array([2000, 5000, 10000]),
     )
     x = np.concatenate([rng.normal(m, s, n) for m, s, n in zip(mus, sds, ns, strict=True)])
-    # one restart and the default max_iter (100) converge here (54 iterations, measured)
+    # one restart and the default max_iter (1000) converge here (54 iterations, measured)
     # and share the compiled program with the README-data test below
     res = fit_em(jnp.asarray(x), 3, key=jax.random.key(0), tol=1e-6)
     mix = res.mixture
@@ -188,11 +206,12 @@ def test_sample_weight_equals_repetition(x64):
     # integer weights are frequency weights: identical to repeating the points
     # (same init, same iterations; rounding only, 1e-9). Weights 1, 2 or 3; the 600
     # points and their ~840 repetitions both pad to 1024 rows, so both fits run the
-    # compiled program of the full-type parity test (max_iter 200 as there)
+    # compiled program of the full-type parity test (max_iter 100 as there; both
+    # converge in 17 iterations, measured)
     x = _datasets()[0]
     reps = np.random.default_rng(4).choice([1, 2, 3], size=len(x), p=[0.7, 0.2, 0.1])
     assert 512 < reps.sum() <= 1024 and set(reps) == {1, 2, 3}
-    kw = dict(**_init(x, "full", seed=0), tol=1e-10, max_iter=200)
+    kw = dict(**_init(x, "full", seed=0), tol=1e-10, max_iter=100)
     a = fit_em(x, 3, key=jax.random.key(0), sample_weight=reps.astype(float), **kw)
     b = fit_em(np.repeat(x, reps, axis=0), 3, key=jax.random.key(0), **kw)
     np.testing.assert_allclose(a.mixture.locs, b.mixture.locs, atol=1e-9)
@@ -348,7 +367,9 @@ def test_warm_start_continues_and_detects_convergence(x64, t):
     # 1 + 2 warm iterations are the 3 iterations of one fit (rounding: 1e-12), and
     # the lower bounds continue; a warm start from a converged fit stops after one
     # iteration, converged, because the previous bound enters the convergence test.
-    # max_iter=200 in the converged fits: the parity test's compiled program
+    # max_iter <= 128 in every fit here (the converged ones take 10 to 45 iterations,
+    # measured): one compiled program for the given parameters, shared with the
+    # parity test, and one for the warm starts
     x = _datasets()[1]
     kw = dict(covariance_type=t, **_init(x, t, seed=0))
     three = fit_em(x, 3, max_iter=3, tol=0.0, **kw)
@@ -357,12 +378,12 @@ def test_warm_start_continues_and_detects_convergence(x64, t):
     np.testing.assert_allclose(more.mixture.locs, three.mixture.locs, atol=1e-12)
     np.testing.assert_allclose(more.mixture.scale_param, three.mixture.scale_param, atol=1e-12)
     np.testing.assert_allclose(more.lower_bounds, three.lower_bounds[1:], atol=1e-12)
-    done = fit_em(x, 3, tol=1e-8, max_iter=200, **kw)
+    done = fit_em(x, 3, tol=1e-8, max_iter=100, **kw)
     assert done.converged
-    again = fit_em(x, 3, tol=1e-8, max_iter=200, warm_start=done, covariance_type=t)
+    again = fit_em(x, 3, tol=1e-8, max_iter=100, warm_start=done, covariance_type=t)
     assert again.n_iter == 1 and again.converged
     # a bare mixture has no previous bound: the first step cannot count as converged
-    bare = fit_em(x, 3, tol=1e-8, max_iter=200, warm_start=done.mixture, covariance_type=t)
+    bare = fit_em(x, 3, tol=1e-8, max_iter=100, warm_start=done.mixture, covariance_type=t)
     assert bare.n_iter == 2 and bare.converged
 
 

@@ -52,6 +52,11 @@ TYPES = ["full", "tied", "diag", "spherical", "univariate"]
 RTOL, ATOL = tol(1e-5, 1e-10), tol(1e-5, 1e-10)
 
 
+# one jitted function for every case: cases whose mixtures share a layout and shapes
+# (the three ways of giving one covariance type) reuse its compiled program
+_jit_log_prob = jax.jit(lambda m, v: m.log_prob(v))
+
+
 @pytest.mark.parametrize("use_jit", [False, True])
 @pytest.mark.parametrize("ctype", TYPES)
 @pytest.mark.parametrize("kw", ["covariance_matrix", "precision_matrix", "scale"])
@@ -68,7 +73,7 @@ def test_log_prob_against_scipy(ctype, kw, use_jit, rng):
         arg = cov
     p = GaussianMixture(w, locs, covariance_type=ctype, **{kw: arg})
     x = rng.normal(size=(13,) if ctype == "univariate" else (13, D)) * 2
-    f = jax.jit(lambda m, v: m.log_prob(v)) if use_jit else (lambda m, v: m.log_prob(v))
+    f = _jit_log_prob if use_jit else (lambda m, v: m.log_prob(v))
     got = f(p, jnp.asarray(x))
     assert got.shape == (13,)
     np.testing.assert_allclose(
@@ -85,15 +90,16 @@ def test_batched_log_prob_and_component_log_probs(ctype, rng):
     assert p.batch_shape == batch
     ev = () if ctype == "univariate" else (D,)
     x = rng.normal(size=(5,) + batch + ev)
-    got = p.log_prob(jnp.asarray(x))
-    comp = p.component_log_probs(jnp.asarray(x))
+    # the three methods in one compiled program (eagerly, one program each)
+    got, comp, r = jax.jit(
+        lambda p, x: (p.log_prob(x), p.component_log_probs(x), p.responsibilities(x))
+    )(p, jnp.asarray(x))
     assert got.shape == (5,) + batch and comp.shape == (5,) + batch + (K,)
     for i in range(batch[0]):
         for j in range(batch[1]):
             ref = _scipy_logpdf(w[i, j], locs[i, j], dense[i, j], x[:, i, j], ctype == "univariate")
             np.testing.assert_allclose(got[:, i, j], ref, rtol=RTOL, atol=ATOL)
     # responsibilities are a softmax over components
-    r = p.responsibilities(jnp.asarray(x))
     np.testing.assert_allclose(np.sum(r, -1), 1.0, rtol=tol(1e-5, 1e-12))
 
 
@@ -138,13 +144,15 @@ def test_sample_moments_match_mean_and_covariance(ctype, rng):
     n = 200_000
     x = np.asarray(p.sample(jax.random.key(7), (n,)), dtype=np.float64)
     assert x.shape == (n,) + p.event_shape
-    m, c = (
-        np.asarray(p.mean, np.float64),
-        np.atleast_2d(np.asarray(p.covariance_matrix, np.float64)),
-    )
+    # the moments in one compiled program (eagerly, one program each)
+    moments = jax.jit(
+        lambda p: (p.mean, p.covariance_matrix, p.component_covariance_matrix, p.variance)
+    )(p)
+    mean, cov, comp_cov, variance = (np.asarray(a, np.float64) for a in moments)
+    m, c = mean, np.atleast_2d(cov)
     xs = x.reshape(n, -1)
     # independent check of the law of total covariance: build the moments in numpy
-    dense = np.atleast_3d(np.asarray(p.component_covariance_matrix, np.float64))
+    dense = np.atleast_3d(comp_cov)
     wl = np.asarray(w)
     lm = np.asarray(locs).reshape(K, -1)
     m_ref = wl @ lm
@@ -164,9 +172,7 @@ def test_sample_moments_match_mean_and_covariance(ctype, rng):
     prod = np.einsum("nd,ne->nde", dev, dev)
     se_cov = prod.std(0) / np.sqrt(n)
     assert np.all(np.abs(prod.mean(0) - c) < 5 * se_cov)
-    np.testing.assert_allclose(
-        np.asarray(p.variance, np.float64).reshape(-1), np.diag(c), rtol=tol(1e-5, 1e-12)
-    )
+    np.testing.assert_allclose(variance.reshape(-1), np.diag(c), rtol=tol(1e-5, 1e-12))
 
 
 def test_sample_is_pathwise_in_locs_and_scales(rng):

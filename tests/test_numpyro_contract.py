@@ -138,6 +138,21 @@ def test_issue_reproducer_scan_matches_mixture_same_family():
     np.testing.assert_allclose(got, ref, rtol=1e-6 if not X64 else 1e-12)
 
 
+def _build_and_log_prob(ctype, x, in_axes, axes):
+    """jit(vmap building the mixture with ``out_axes=axes``, then vmap reading it with
+    ``in_axes=axes``): one compiled program, the same batching rules as an eager vmap."""
+
+    def run(w, m, c):
+        bd = jax.vmap(
+            lambda w, m, c: GaussianMixture(w, m, c, covariance_type=ctype),
+            in_axes=(in_axes["weights"], in_axes["locs"], in_axes["covariance_matrix"]),
+            out_axes=axes,
+        )(w, m, c)
+        return bd, jax.vmap(lambda m: m.log_prob(x), in_axes=(axes,))(bd)
+
+    return jax.jit(run)
+
+
 @pytest.mark.parametrize("ctype", ["full", "diag", "univariate"])
 def test_vmap_over_each_argument(ctype):
     locs, cov, _, _ = CASES[ctype]
@@ -149,24 +164,22 @@ def test_vmap_over_each_argument(ctype):
         batched[name] = np.stack([args[name], args[name]])
         in_axes = {k: (0 if k == name else None) for k in args}
         axes = vmap_over(d, **{name: 0})
-        # jit(vmap): one compiled program each, the same batching rules as an eager vmap
-        bd = jax.jit(
-            jax.vmap(
-                lambda w, m, c: GaussianMixture(w, m, c, covariance_type=ctype),
-                in_axes=(in_axes["weights"], in_axes["locs"], in_axes["covariance_matrix"]),
-                out_axes=axes,
-            )
-        )(batched["weights"], batched["locs"], batched["covariance_matrix"])
+        bd, lp = _build_and_log_prob(ctype, x, in_axes, axes)(
+            batched["weights"], batched["locs"], batched["covariance_matrix"]
+        )
         # only the vmapped argument's leaf carries the new axis
         assert bd.batch_shape == (2,)
-        lp = jax.jit(jax.vmap(lambda m: m.log_prob(x), in_axes=(axes,)))(bd)
         np.testing.assert_allclose(lp, jnp.stack([d.log_prob(x)] * 2), rtol=1e-6)
         # and it is usable directly: leaves broadcast to the batch shape on use
         np.testing.assert_allclose(bd.log_prob(x), lp, rtol=1e-6)
 
 
 def test_promote_batch_shape_reads_the_leaves():
-    d = jax.vmap(lambda m: GaussianMixture(W, m, C322))(jnp.stack([L32, L32 + 1.0]))
+    # jit(vmap): one compiled program (an eager vmap compiles each batched operation);
+    # weights and covariances passed in, so no value check runs on them in the trace
+    d = jax.jit(jax.vmap(lambda m, w, c: GaussianMixture(w, m, c), in_axes=(0, None, None)))(
+        np.stack([L32, L32 + 1.0]), W, C322
+    )
     p = promote_batch_shape(d)
     assert p.batch_shape == (2,) and p.locs is d.locs
 
@@ -178,11 +191,11 @@ def test_expand(ctype):
     assert isinstance(e, GaussianMixture) and e.batch_shape == (4, 1)
     ee = e.expand((3, 4, 5))
     assert ee.batch_shape == (3, 4, 5)
-    x = d.sample(jax.random.key(0), (2,))
-    xe = jnp.reshape(x, (2, 1, 1, 1) + d.event_shape)
+    x = d.sample(jax.random.key(0), (3,))  # (3,): the sample program of the test below
+    xe = jnp.reshape(x, (3, 1, 1, 1) + d.event_shape)
     np.testing.assert_allclose(
         ee.log_prob(xe),
-        jnp.broadcast_to(d.log_prob(x)[:, None, None, None], (2, 3, 4, 5)),
+        np.broadcast_to(np.asarray(d.log_prob(x))[:, None, None, None], (3, 3, 4, 5)),
         rtol=1e-6,
     )
     # NumPyro's ExpandedDistribution message (its battery matches on it)
@@ -195,10 +208,11 @@ def test_expand(ctype):
 @pytest.mark.numerics
 @pytest.mark.parametrize("ctype", list(CASES))
 def test_log_prob_and_sample_against_mixture_same_family(ctype):
-    d, ref = _make(ctype), _reference(ctype)
+    d = _make(ctype)
 
-    @jax.jit  # NumPyro's side in one compiled program (op by op, each operation compiles)
-    def reference():
+    @jax.jit  # NumPyro's side, built and run in one compiled program (op by op, each
+    def reference():  # operation would compile on its own)
+        ref = _reference(ctype)
         x = ref.sample(jax.random.key(3), (50,))
         return x, ref.log_prob(x), ref.mean, ref.variance
 
@@ -215,14 +229,19 @@ def test_output_types_and_dtypes(ctype, use_jit):
     d = _make(ctype)
     want = jnp.float64 if X64 else jnp.float32
     f = jax.jit if use_jit else (lambda fn: fn)
-    outs = {
-        "sample": f(lambda: d.sample(jax.random.key(0), (3,)))(),
-        "log_prob": f(lambda: d.log_prob(d.sample(jax.random.key(0))))(),
-        "mean": f(lambda: d.mean)(),
-        "variance": f(lambda: d.variance)(),
-    }
-    if ctype == "univariate":
-        outs["cdf"] = f(lambda: d.cdf(0.3))()
+
+    def outputs():  # jitted: every output from one compiled program
+        outs = {
+            "sample": d.sample(jax.random.key(0), (3,)),
+            "log_prob": d.log_prob(d.sample(jax.random.key(0))),
+            "mean": d.mean,
+            "variance": d.variance,
+        }
+        if ctype == "univariate":
+            outs["cdf"] = d.cdf(0.3)
+        return outs
+
+    outs = f(outputs)()
     for name, out in outs.items():
         assert isinstance(out, jax.Array), name
         assert out.dtype == want, name
@@ -244,9 +263,10 @@ def test_has_rsample_false_and_sample_pathwise_in_locs():
     assert not d.has_rsample  # the component draw is discrete, as in MixtureSameFamily
     with pytest.raises(NotImplementedError):
         d.rsample(jax.random.key(0))
-    g = jax.jit(jax.grad(lambda m: jnp.sum(GaussianMixture(W, m, C322).sample(jax.random.key(0)))))(
-        jnp.asarray(L32)
-    )
+    # weights and covariances passed in (traced), so no value check runs on them in the trace
+    g = jax.jit(
+        jax.grad(lambda m, w, c: jnp.sum(GaussianMixture(w, m, c).sample(jax.random.key(0))))
+    )(jnp.asarray(L32), W, C322)
     # one draw: d x / d μ_c = 1 for the drawn component's coordinates, 0 elsewhere
     assert sorted(np.asarray(g).sum(-1).tolist()) == [0.0, 0.0, 2.0]
 

@@ -8,7 +8,6 @@ odd ``N``. The reference KL is SciPy quadrature, independent of gmmjax.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -42,17 +41,26 @@ def _kl_truth() -> float:
     return integrate.quad(f, -12.0, 12.0, limit=400, epsabs=1e-12)[0]
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _layout_counts(p, key, n, method):
-    return make_layout(p, key, n, method).counts
+_SIZES = (10_000, 1001, 999_937)
 
 
-@pytest.mark.parametrize("n", [10_000, 1001, 999_937])
+@jax.jit
+def _layout_counts(p, key):
+    # every plan and size in one program (one program compiles faster than twelve)
+    return {(m, n): make_layout(p, key, n, m).counts for m in METHODS for n in _SIZES}
+
+
+@pytest.fixture(scope="module")
+def layout_counts():
+    return _layout_counts(P, jax.random.key(0))
+
+
+@pytest.mark.parametrize("n", _SIZES)
 @pytest.mark.parametrize("method", METHODS)
-def test_every_point_is_placed(method, n):
+def test_every_point_is_placed(method, n, layout_counts):
     # compiled: the library only calls make_layout traced (eagerly its operations, the
     # chunked multinomial draw's above all, would compile one by one for each N)
-    counts = _layout_counts(P, jax.random.key(0), n, method)
+    counts = layout_counts[(method, n)]
     assert int(np.asarray(counts).sum()) == n
 
 

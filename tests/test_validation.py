@@ -158,22 +158,30 @@ def test_concrete_parameters_are_checked_inside_jit(case):
         jax.jit(lambda: GaussianMixture(**BAD[case], validate_args=True).log_prob(np.zeros(2)))()
 
 
+def _log_prob_at_zero(ctype):
+    def f(arrays):
+        return GaussianMixture(**arrays, covariance_type=ctype).log_prob(jnp.zeros(2))
+
+    return f
+
+
+# built once, so that cases with the same argument shapes reuse one compiled program
+_PLAIN = {ctype: jax.jit(_log_prob_at_zero(ctype)) for ctype in (None, "diag")}
+_CHECKED = {ctype: checked(_log_prob_at_zero(ctype)) for ctype in (None, "diag")}
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_checked_mode_catches_traced_parameters(case):
     kw = dict(BAD[case])
     ctype = kw.pop("covariance_type", None)
-
-    def f(arrays):
-        return GaussianMixture(**arrays, covariance_type=ctype).log_prob(jnp.zeros(2))
-
     arrays = {k: jnp.asarray(v) for k, v in kw.items()}
     # plain jit: traced values cannot be inspected, the result is silently wrong or NaN
-    jax.jit(f)(arrays)
+    _PLAIN[ctype](arrays)
     with pytest.raises(ValueError, match=MESSAGES[case]):
-        checked(f)(arrays)
+        _CHECKED[ctype](arrays)
     good = {"weights": W, "locs": LOCS, "covariance_matrix": COV}
     np.testing.assert_allclose(
-        checked(lambda a: GaussianMixture(**a).log_prob(jnp.zeros(2)))(good),
+        _CHECKED[None](good),  # covariance_type=None: the default
         GaussianMixture(**good).log_prob(jnp.zeros(2)),
         rtol=1e-6,
     )

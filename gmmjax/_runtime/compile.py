@@ -158,6 +158,8 @@ def compiled(fn=None, *, post=None, traced=(), check=None):
         with _sharding.points_sharded_over(None if batched else mesh):
             return fn(**dynamic, **kwargs)
 
+    # the program carries the public name (compile logs, profiles, dumps): jit(kl_estimate)
+    _run.__name__, _run.__qualname__ = fn.__name__, fn.__qualname__
     jitted = jax.jit(_run, static_argnums=(1,))
 
     @functools.wraps(fn)

@@ -204,7 +204,7 @@ def prepare_data(x, w, n_pad, c):
     return center, xc.reshape(-1, c, d), wp.reshape(-1, c)
 
 
-_ONE_HOT_MAX = 1 << 24  # elements of one-hot initial labels built on the host
+ONE_HOT_MAX = 1 << 24  # elements of one-hot initial labels built on the host
 
 
 def prepare_init(init, n, k, n_init, n_pad, c, dtype):
@@ -223,7 +223,7 @@ def prepare_init(init, n, k, n_init, n_pad, c, dtype):
     if labels:
         # padding rows get label -1: no component (their weight is zero anyway)
         a = np.concatenate([a, np.full((r, n_pad), -1, a.dtype)], axis=1)
-        if a.size * k > _ONE_HOT_MAX:  # one-hot per chunk inside the fit, never (N, K)
+        if a.size * k > ONE_HOT_MAX:  # one-hot per chunk inside the fit, never (N, K)
             return "resp", a.reshape(r, -1, c).astype(np.int32), r
         # one-hot on the host: the same compiled program as given responsibilities
         # (the statistics are identical; label -1 is a zero row)

@@ -1,10 +1,13 @@
 """Expectation–maximization for Gaussian mixtures, at scikit-learn parity.
 
-:func:`fit_em` runs the whole fit (initialization, every restart, every
-iteration, the choice of the best restart) as one compiled function: restarts
-are ``vmap``-ed and iterations are a ``lax.while_loop``. The E-step is the one
-kernel :func:`gmmjax.gaussian.log_gaussian_kernel`; data pass through it in
-chunks, so memory stays bounded for any number of points.
+:func:`fit_em` runs the whole fit (every restart, every iteration, the choice of the
+best restart) as one compiled function: restarts are ``vmap``-ed and iterations are
+a ``lax.while_loop``. A drawn initialization (k-means, ...) is a compiled function of
+its own (:data:`gmmjax.fit.init.initial_assignments`) whose responsibilities enter
+the fit as given ones: neither depends on the other's settings, so fits of several
+covariance types share the initializer and fits of several inits the EM function.
+The E-step is the one kernel :func:`gmmjax.gaussian.log_gaussian_kernel`; data pass
+through it in chunks, so memory stays bounded for any number of points.
 
 Convergence follows ``sklearn.mixture.GaussianMixture``: the lower bound of
 iteration ``i`` is the mean log-likelihood of the parameters *entering* that
@@ -26,7 +29,7 @@ import numpy as np
 from gmmjax._runtime.keys import as_key
 from gmmjax.fit import _check, _stats
 from gmmjax.fit._sharded import shard_data
-from gmmjax.fit.init import INITS, initial_responsibilities
+from gmmjax.fit.init import INITS, initial_assignments
 from gmmjax.fit.scoring import aic, bic, predict, predict_proba, score
 from gmmjax.gaussian import precision_cholesky
 from gmmjax.mixture import GaussianMixture
@@ -152,23 +155,17 @@ def _user_factors(user_prec, t):
     return (precision_cholesky(scale) if t in ("full", "tied") else 1.0 / scale), scale
 
 
-def _em_one(key, r0, xs, ws, user, opts):
+def _em_one(r0, xs, ws, user, opts):
     """One restart: initial parameters (responsibilities, user values), then EM."""
     (t, k, init, lbs_len), tol, reg, max_iter, prev_lb = opts
-    x_flat = xs.reshape(-1, xs.shape[-1])
-    w_flat = ws.reshape(-1)
     dt = xs.dtype
     tied_s = _stats.scatter(xs, ws) if t == "tied" else None
     uw, um, uprec = user
     if init == "params":  # every parameter given (user values or a warm start)
         ok = jnp.asarray(True)
         params = (uw, um, *uprec)
-    else:
-        if init == "resp":
-            r = r0
-        else:
-            r = initial_responsibilities(key, x_flat, w_flat, k, init).reshape(xs.shape[:2] + (k,))
-        stats = _stats.resp_stats(xs, ws, r, t, k)
+    else:  # "resp": given, or drawn by initial_assignments
+        stats = _stats.resp_stats(xs, ws, r0, t, k)
         params, ok = _stats.mstep(stats, tied_s, reg, t)
         weights, means, prec, scale = params
         weights = weights if uw is None else uw
@@ -199,7 +196,7 @@ def _em_one(key, r0, xs, ws, user, opts):
     return params, lb, n_iter, conv, ok, lbs
 
 
-def _fit_impl(key, r0, xs, ws, center, user, tol, reg, max_iter, prev_lb, static):
+def _fit_impl(r0, xs, ws, center, user, tol, reg, max_iter, prev_lb, static):
     """All restarts (vmapped), then the best by its final lower bound.
 
     ``user`` holds the given weights, means (not centered) and precisions
@@ -210,10 +207,8 @@ def _fit_impl(key, r0, xs, ws, center, user, tol, reg, max_iter, prev_lb, static
     uw, um, uprec = user
     um = None if um is None else um - center
     uprec = None if uprec is None else _user_factors(uprec, t)
-    # restart j uses fold_in(key, j): restart 0 is the n_init=1 fit with the same key
-    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_init))
-    run = jax.vmap(lambda kk, rr: _em_one(kk, rr, xs, ws, (uw, um, uprec), opts))
-    params, lb, n_iter, conv, ok, lbs = run(keys, r0)
+    run = jax.vmap(lambda rr: _em_one(rr, xs, ws, (uw, um, uprec), opts), axis_size=n_init)
+    params, lb, n_iter, conv, ok, lbs = run(r0)
     score_ = jnp.where(ok, lb, -jnp.inf)
     # the first restart with the highest bound (scikit-learn's strict ">"); with
     # max_iter = 0 scikit-learn keeps the last initialization (here: the last valid one)
@@ -379,14 +374,17 @@ def fit_em(
         kind, r0, n_init = "params", None, 1  # nothing random: restarts would coincide
     else:
         kind, r0, n_init = _check.prepare_init(init, n, k, n_init, n_pad, c, dt)
-    if key is None:
-        if kind in INITS:
+    key = None if key is None else as_key(key)  # an integer seed is accepted too
+    if kind in INITS:
+        if key is None:
             raise ValueError(f"fit_em: init={init!r} is random: pass key=jax.random.key(seed)")
-        key = jax.random.key(0)  # unused: the initialization is given
-    key = as_key(key)  # an integer seed is accepted too
+        # restart j draws with fold_in(key, j): restart 0 is the n_init=1 fit with the same
+        # key; k-means labels, not (N, K) one-hots, where those would be large
+        labels = kind == "kmeans" and n_init * xs.shape[0] * c * k > _check.ONE_HOT_MAX
+        r0 = initial_assignments(key, xs, ws, static=(k, kind, n_init, labels))
+        kind = "resp"
     static = (t, k, kind, _lbs_len(int(max_iter)), int(n_init))
     (weights, means, scale), ll, n_iter, conv, any_ok, lbs = _fit_jit(
-        key,
         r0,
         xs,
         ws,

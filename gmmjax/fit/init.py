@@ -10,6 +10,9 @@ the initial mixture, as in scikit-learn's ``init_params``:
 
 All functions take sample weights ``w`` (zero for padding rows, which are never
 chosen) and an explicit ``key``; they are pure and ``jit``/``vmap`` friendly.
+:func:`gmmjax.fit_em` runs the initializer of all its restarts as one compiled
+function of its own (:data:`initial_assignments`), which does not depend on the
+covariance type: fits of every type on the same data share it.
 
 References:
   Lloyd, "Least squares quantization in PCM", IEEE Trans. Inf. Theory 28 (1982).
@@ -163,3 +166,26 @@ def initial_responsibilities(key, x, w, n_components: int, init: str):
     else:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     return jnp.zeros((n, n_components), dt).at[idx, jnp.arange(n_components)].set(1.0)
+
+
+def _initial_assignments(key, xs, ws, static):
+    """Initial assignments of ``n_init`` restarts on chunked data ``xs (n_chunks, C, D)``
+    with weights ``ws (n_chunks, C)``; restart ``j`` draws with ``fold_in(key, j)``.
+
+    ``static = (K, init, n_init, as_labels)``. Returns responsibilities ``(n_init,
+    n_chunks, C, K)``, or with ``as_labels`` (``"kmeans"`` only) its labels ``(n_init,
+    n_chunks, C)`` int32, which never hold ``(N, K)`` at once.
+    """
+    k, init, n_init, as_labels = static
+    x, w = xs.reshape(-1, xs.shape[-1]), ws.reshape(-1)
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_init))
+    if as_labels:
+        labels = jax.vmap(lambda kk: kmeans(kk, x, w, k)[1])(keys)
+        return labels.astype(jnp.int32).reshape((n_init, *xs.shape[:2]))
+    r = jax.vmap(lambda kk: initial_responsibilities(kk, x, w, k, init))(keys)
+    return r.reshape((n_init, *xs.shape[:2], k))
+
+
+initial_assignments = jax.jit(_initial_assignments, static_argnames=("static",))
+"""Compiled :func:`_initial_assignments`: one program per data shape, ``K``, ``init`` and
+``n_init`` (:func:`gmmjax.fit_em`'s initialization, before its EM program)."""

@@ -229,8 +229,9 @@ class AutoGaussianMixture(AutoContinuous):
                         model_args=args,
                         model_kwargs=kwargs,
                     )[0][0]
-                draws.append(jnp.concatenate([jnp.ravel(params[n]) for n in self._init_locs]))
-        self._init_latents = jnp.stack(draws)
+                flat = [_reshape(params[n], (-1,)) for n in self._init_locs]
+                draws.append(_host_or_device("concatenate", flat))
+        self._init_latents = _host_or_device("stack", draws)
 
     def _find_modes(self, key, args, kwargs):
         """``(K, D)`` starting means: K distinct local modes of the posterior (multi-start).
@@ -248,8 +249,8 @@ class AutoGaussianMixture(AutoContinuous):
         cols = []
         for name in self._init_locs:
             u = biject_to(self.prototype_trace[name]["fn"].support).inv(draws[name])
-            cols.append(jnp.reshape(u, (m, -1)))
-        starts = jnp.concatenate(cols, axis=1).astype(dtype)
+            cols.append(_reshape(u, (m, -1)))
+        starts = _host_or_device("concatenate", cols, dtype, axis=1)
         potential = self._potential_fn
         u_of = jax.vmap(lambda z: potential(self._unpack_latent(z)))
         ends, energy, scale = _ascend(u_of, potential, self._unpack_latent, starts,
@@ -278,14 +279,20 @@ class AutoGaussianMixture(AutoContinuous):
         if self.init_strategy == "modes":  # the modes' own spread is in _init_latents
             offsets = np.zeros((k, d))
         dtype = jnp.result_type(self._init_latent)
-        logits = numpyro.param(n_logits, jnp.zeros(k, dtype))
-        locs = numpyro.param(n_locs, self._init_latents.astype(dtype) + jnp.asarray(offsets, dtype))
+        # initial values on the host (exact elementwise float arithmetic, the same bits as
+        # jnp's), so that setting up a guide compiles no program per operation
+        xp = np if _is_concrete(self._init_latents) else jnp
+        logits = numpyro.param(n_logits, _to_jax(xp.zeros(k, dtype)))
+        init_locs = xp.asarray(self._init_latents).astype(dtype) + xp.asarray(offsets, dtype)
+        locs = numpyro.param(n_locs, _to_jax(init_locs))
         if self.covariance_type == "full":
-            init = jnp.broadcast_to(jnp.eye(d, dtype=dtype) * self._init_scale, (k, d, d))
-            scale = numpyro.param(n_scale, init, constraint=constraints.scaled_unit_lower_cholesky)
+            init = xp.broadcast_to(xp.eye(d, dtype=dtype) * self._init_scale, (k, d, d))
+            scale = numpyro.param(n_scale, _to_jax(init),
+                                  constraint=constraints.scaled_unit_lower_cholesky)  # fmt: skip
         else:
-            init = jnp.full((k, d), self._init_scale, dtype)
-            scale = numpyro.param(n_scale, init, constraint=constraints.softplus_positive)
+            init = xp.full((k, d), self._init_scale, dtype)
+            scale = numpyro.param(n_scale, _to_jax(init),
+                                  constraint=constraints.softplus_positive)  # fmt: skip
         return GaussianMixture.from_params(logits, locs, scale, self.covariance_type)
 
     def get_posterior(self, params) -> GaussianMixture:
@@ -315,6 +322,31 @@ class AutoGaussianMixture(AutoContinuous):
             "quantiles of a mixture guide have no closed form; draw with "
             "guide.sample_posterior(key, params, sample_shape=(n,)) and use jnp.quantile"
         )
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _host_or_device(name, xs, dtype=None, **kw):
+    """``np.<name>`` on the host when every input is concrete, else ``jnp.<name>``.
+
+    For reshapes, concatenations, stacks and casts, which move bits without arithmetic:
+    NumPy gives the same array without compiling a program per new shape (eager ``jnp``
+    compiles one for each).
+    """
+    xp = np if _is_concrete(*xs) else jnp
+    out = getattr(xp, name)([xp.asarray(x) for x in xs], **kw)
+    return _to_jax(out if dtype is None else out.astype(dtype))
+
+
+def _reshape(x, shape):
+    return _to_jax(np.reshape(np.asarray(x), shape)) if _is_concrete(x) else jnp.reshape(x, shape)
+
+
+def _to_jax(x):
+    """A host array moved to the device as is (``jnp.asarray`` compiles a copy per shape)."""
+    return jax.device_put(x) if isinstance(x, np.ndarray) else jnp.asarray(x)
 
 
 class MixtureELBO(ELBO):

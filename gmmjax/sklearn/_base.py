@@ -115,7 +115,7 @@ def log_prob_resp(mixture, x):
     n_pad = -n % c
     xd = np.asarray(x, mixture.locs.dtype)
     xp = np.concatenate([xd, np.zeros((n_pad, d), xd.dtype)])
-    lse, log_resp = _log_prob_resp_chunks(mixture, jnp.asarray(xp.reshape(-1, c, d)))
+    lse, log_resp = _log_prob_resp_chunks(mixture, jax.device_put(xp.reshape(-1, c, d)))
     return np.asarray(lse).reshape(-1)[:n], np.asarray(log_resp).reshape(-1, k)[:n]
 
 

@@ -6,7 +6,7 @@ import math
 import time
 import warnings
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
@@ -20,6 +20,15 @@ from gmmjax.mixture import GaussianMixture as _Mixture
 from gmmjax.sklearn._base import MixtureBase, fit_dtype, initial_labels, log_prob_resp
 
 __all__ = ["GaussianMixture"]
+
+
+@jax.jit
+def _weights_prec_chol(mix):
+    """``(weights, precisions_cholesky or None)`` in one compiled call (eagerly, the
+    triangular inversion compiled a dozen small programs per shape)."""
+    full = mix.covariance_type in ("full", "tied")
+    return mix.weights, (mix.precisions_cholesky if full else None)
+
 
 _NOT_CONVERGED = (
     "Best performing initialization did not converge. Try different init parameters, "
@@ -172,7 +181,7 @@ class GaussianMixture(MixtureBase):
             means_init=self.means_init,
             precisions_init=self.precisions_init,
         )
-        x = jnp.asarray(X, fit_dtype(X))
+        x = np.asarray(X, fit_dtype(X))  # host cast: fit_em works on NumPy data
         t0 = time.perf_counter()
         if not do_init:
             prev = EMResult(
@@ -200,10 +209,11 @@ class GaussianMixture(MixtureBase):
         mix = res.mixture
         t = self.covariance_type
         scale = np.asarray(mix.scale_param)
-        self.weights_ = np.asarray(mix.weights)
+        weights, pc = _weights_prec_chol(mix)
+        self.weights_ = np.asarray(weights)
         self.means_ = np.asarray(mix.locs)
         if t in ("full", "tied"):
-            pc = np.asarray(mix.precisions_cholesky)
+            pc = np.asarray(pc)
             self.covariances_ = scale @ np.swapaxes(scale, -1, -2)
             self.precisions_cholesky_ = pc
             self.precisions_ = pc @ np.swapaxes(pc, -1, -2)
@@ -220,7 +230,9 @@ class GaussianMixture(MixtureBase):
         t = self.covariance_type
         cov = np.asarray(self.covariances_)
         scale = np.linalg.cholesky(cov) if t in ("full", "tied") else np.sqrt(cov)
-        return _Mixture.from_params(np.log(self.weights_), self.means_, scale, t)
+        # device arrays: jnp.asarray of a NumPy array compiles a small program per shape
+        leaves = (np.log(self.weights_), np.asarray(self.means_), scale)
+        return _Mixture.from_params(*jax.device_put(leaves), t)
 
     def _print_verbose(self, elapsed, do_init):
         lbs = self.lower_bounds_
