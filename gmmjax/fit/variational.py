@@ -48,6 +48,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from gmmjax.fit import _stats
@@ -182,12 +183,32 @@ def _wlp_impl(xs, st, static):
 _wlp_jit = jax.jit(_wlp_impl, static_argnames=("static",))
 
 
-def _init_impl(keys, x, k, init):
+def _init_impl(key, x, k, init, n_init, c):
+    """``n_init`` restarts' responsibilities, in chunks ``(R, n_chunks, c, K)``."""
+    # restart j uses fold_in(key, j), as fit_em
+    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n_init))
     w = jnp.ones(x.shape[:1], x.dtype)
-    return jax.vmap(lambda kk: initial_responsibilities(kk, x, w, k, init))(keys)
+    resp = jax.vmap(lambda kk: initial_responsibilities(kk, x, w, k, init))(keys)
+    return jax.vmap(lambda r: _chunks(r, c))(resp)
 
 
-_init_jit = jax.jit(_init_impl, static_argnames=("k", "init"))
+_init_jit = jax.jit(_init_impl, static_argnames=("k", "init", "n_init", "c"))
+
+
+def _prep_impl(x, center, pri_mean, resp, means, c):
+    """The host glue of :func:`fit_variational` as one program: centre the data (and
+    the prior mean and a warm state's means) and cut data, weights and restarts'
+    responsibilities into chunks of ``c``. ``center`` is an input: computed here, its
+    scaling by 1/N would be fused into ``x - center`` (one rounding less)."""
+    xc = x - center
+    ws = _chunks(jnp.ones(x.shape[:1], x.dtype), c)
+    if resp is not None:
+        resp = jax.vmap(lambda r: _chunks(r, c))(resp[None] if resp.ndim == 2 else resp)
+    means = None if means is None else means + -center
+    return pri_mean - center, xc, _chunks(xc, c), ws, resp, means
+
+
+_prep_jit = jax.jit(_prep_impl, static_argnames=("c",))
 
 
 # ------------------------------------------------------------------ host-side helpers
@@ -211,17 +232,39 @@ def _chunks(a, c):
     return a.reshape((-1, c) + a.shape[1:])
 
 
+@jax.jit
 def _shift(st: VBState, delta) -> VBState:
     return st._replace(means=st.means + delta)
 
 
+def _as(a, dt):
+    """``jnp.asarray(a, dt)``, with NumPy and Python values cast on the host and
+    transferred: eagerly, ``jnp.asarray`` compiles a small program per shape."""
+    if isinstance(a, jax.Array):
+        return a if a.dtype == dt and not a.weak_type else jnp.asarray(a, dt)
+    return jax.device_put(np.asarray(a, dt))
+
+
+def _data(x):
+    """``x`` as a floating device array (NumPy floats transferred without a compile)."""
+    if type(x) is np.ndarray and np.issubdtype(x.dtype, np.floating):
+        return jax.device_put(x)  # the dtype canonicalization of jnp.asarray, on the host
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
 def weighted_log_prob_batch(x, st: VBState, covariance_type: str, prior_type: str):
     """``(N, K)`` :func:`weighted_log_prob` for any N, compiled and chunked."""
-    x = jnp.asarray(x, st.means.dtype)
-    n = x.shape[0]
-    c = _chunk_size(n, st.means.shape[0], x.shape[1])
-    out = _wlp_jit(_chunks(x, c), st, (covariance_type, prior_type))
-    return out.reshape(-1, out.shape[-1])[:n]
+    dt = st.means.dtype
+    # padding and slicing on the host (eagerly on the device, each compiled per shape)
+    xd = np.asarray(_as(x, dt) if isinstance(x, jax.Array) else x, dt)
+    n, d = xd.shape
+    c = _chunk_size(n, st.means.shape[0], d)
+    xp = np.concatenate([xd, np.zeros((-n % c, d), dt)]).reshape(-1, c, d)
+    out = np.asarray(_wlp_jit(jax.device_put(xp), st, (covariance_type, prior_type)))
+    return jax.device_put(out.reshape(-1, out.shape[-1])[:n])
 
 
 def default_priors(x, n_components: int, covariance_type: str) -> VBPriors:
@@ -236,7 +279,7 @@ def default_priors(x, n_components: int, covariance_type: str) -> VBPriors:
         cov = jnp.var(x, axis=0, ddof=1)
         if covariance_type == "spherical":
             cov = jnp.mean(cov)
-    scalar = lambda v: jnp.asarray(v, dt)  # noqa: E731
+    scalar = lambda v: jax.device_put(np.asarray(v, dt))  # noqa: E731
     return VBPriors(
         scalar(1.0 / n_components), scalar(1.0), jnp.mean(x, axis=0), scalar(d), cov.astype(dt)
     )
@@ -313,9 +356,7 @@ def fit_variational(
         raise ValueError(
             f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got {pt!r}"
         )
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
+    x = _data(x)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {x.shape}")
     n, d = x.shape
@@ -326,32 +367,33 @@ def fit_variational(
         raise ValueError(f"max_iter must be nonnegative, got {max_iter}")
     dt = x.dtype
     pri = default_priors(x, k, t) if priors is None else priors
-    pri = VBPriors(*(jnp.asarray(p, dt) for p in pri))
-    center = jnp.mean(x, axis=0)
-    pri = pri._replace(mean=pri.mean - center)
+    pri = VBPriors(*(_as(p, dt) for p in pri))
     c = _chunk_size(n, k, d)
-    xs = _chunks(x - center, c)
-    ws = _chunks(jnp.ones((n,), dt), c)
     static = (t, pt, k, _capacity(max_iter))
-    reg, tol_ = jnp.asarray(reg_covar, dt), jnp.asarray(tol, dt)
-    mi = jnp.asarray(int(max_iter), jnp.int32)
-    if state is not None:
-        st0 = _shift(VBState(*(jnp.asarray(a, dt) for a in state)), -center)
-        out = _warm_jit(st0, jnp.asarray(lower_bound, dt), xs, ws, pri, reg, tol_, mi, static)
+    reg, tol_ = _as(reg_covar, dt), _as(tol, dt)
+    mi = _as(int(max_iter), jnp.int32)
+    st0 = None if state is None else VBState(*(_as(a, dt) for a in state))
+    if state is None and resp is not None:
+        resp = _as(resp, dt)
+        shape = (1,) + resp.shape if resp.ndim == 2 else resp.shape  # resp[None] in _prep
+        if shape[1:] != (n, k):
+            raise ValueError(f"resp must have shape (R, {n}, {k}), got {shape}")
+    # one program centres and chunks everything (eager, each op compiled its own)
+    center = jnp.mean(x, axis=0)
+    m0, xc, xs, ws, rs, means = _prep_jit(
+        x, center, pri.mean, resp if st0 is None else None, None if st0 is None else st0.means, c
+    )
+    pri = pri._replace(mean=m0)
+    if st0 is not None:
+        st0 = st0._replace(means=means)
+        out = _warm_jit(st0, _as(lower_bound, dt), xs, ws, pri, reg, tol_, mi, static)
     else:
         if resp is None:
             if key is None:
                 raise ValueError("fit_variational: give resp, state or a PRNG key")
             if init not in INITS:
                 raise ValueError(f"init must be one of {INITS}, got {init!r}")
-            # restart j uses fold_in(key, j), as fit_em
-            keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(int(n_init)))
-            resp = _init_jit(keys, x - center, k=k, init=init)
-        resp = jnp.asarray(resp, dt)
-        resp = resp[None] if resp.ndim == 2 else resp
-        if resp.shape[1:] != (n, k):
-            raise ValueError(f"resp must have shape (R, {n}, {k}), got {resp.shape}")
-        rs = jax.vmap(lambda r: _chunks(r, c))(resp)
+            rs = _init_jit(key, xc, k=k, init=init, n_init=int(n_init), c=c)
         out = _fit_jit(rs, xs, ws, pri, reg, tol_, mi, static)
     st, lb, n_iter, conv, ok, lbs, labels = out
     if not bool(ok):
@@ -363,9 +405,9 @@ def fit_variational(
             )
         raise ValueError(msg)
     n_iter = int(n_iter)
-    return VBResult(
-        _shift(st, center), lb, n_iter, bool(conv), lbs[:n_iter], labels.reshape(-1)[:n]
-    )
+    # slices on the host: a dynamic slice of a device array compiles per shape
+    lbs, labels = jax.device_put((np.asarray(lbs)[:n_iter], np.asarray(labels).reshape(-1)[:n]))
+    return VBResult(_shift(st, center), lb, n_iter, bool(conv), lbs, labels)
 
 
 def expected_mixture(st: VBState, covariance_type: str, prior_type: str) -> GaussianMixture:

@@ -63,6 +63,12 @@ def _dtype():
     return jnp.result_type(float)
 
 
+def _to_device(values, dt):
+    """Device arrays of dtype ``dt``, cast on the host (``jnp.asarray(v, dt)`` of a
+    NumPy value compiles a small program per shape)."""
+    return jax.device_put(tuple(np.asarray(v, dt) for v in values))
+
+
 class BayesianGaussianMixture(DensityMixin, BaseEstimator):
     """Variational Bayesian estimation of a Gaussian mixture (scikit-learn's, in JAX).
 
@@ -184,13 +190,9 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
 
     def _priors(self) -> VBPriors:
         dt = _dtype()
-        return VBPriors(
-            jnp.asarray(self.weight_concentration_prior_, dt),
-            jnp.asarray(self.mean_precision_prior_, dt),
-            jnp.asarray(self.mean_prior_, dt),
-            jnp.asarray(self.degrees_of_freedom_prior_, dt),
-            jnp.asarray(self.covariance_prior_, dt),
-        )
+        pri = (self.weight_concentration_prior_, self.mean_precision_prior_, self.mean_prior_)
+        pri += (self.degrees_of_freedom_prior_, self.covariance_prior_)
+        return VBPriors(*_to_device(pri, dt))
 
     # ------------------------------------------------------------ initialization
     def _initial_resp(self, X, random_state):
@@ -233,7 +235,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         a, b = wc if isinstance(wc, tuple) else (wc, np.zeros_like(wc))
         parts = (a, b, self.mean_precision_, self.means_, self.degrees_of_freedom_)
         parts += (self.covariances_, self.precisions_cholesky_)
-        return VBState(*(jnp.asarray(p, dt) for p in parts))
+        return VBState(*_to_device(parts, dt))
 
     def _set_state(self, st: VBState):
         npa = lambda a: np.asarray(a)[()]  # noqa: E731  (0-d arrays become numpy scalars)
@@ -323,7 +325,8 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         X = _validate_data(self, X, reset=False)
         t, pt = self.covariance_type, self.weight_concentration_prior_type
-        return weighted_log_prob_batch(jnp.asarray(X, _dtype()), self._state(), t, pt)
+        # cast on the host: jnp.asarray(X, dtype) compiled a program per shape
+        return weighted_log_prob_batch(np.asarray(X, _dtype()), self._state(), t, pt)
 
     def score_samples(self, X):
         """Per-point ``log Σ_k exp(E[log π_k] + E[log N(x | μ_k, Λ_k⁻¹)])`` ``(N,)``."""
