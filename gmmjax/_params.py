@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import constraints
 
 from gmmjax._validate import all_pass
@@ -103,16 +104,47 @@ def infer_shapes(shapes: dict, covariance_type: str | None, constraint_dict: dic
     return jax.lax.broadcast_shapes(*batch) if batch else (), event
 
 
+def to_device(x, dtype=None, op=None) -> jax.Array:
+    """``jnp.asarray(x, dtype)`` (or of ``op(jnp, x)``), computed with NumPy on the host.
+
+    Eagerly every ``jnp`` call compiles a small program per shape and dtype, even
+    ``jnp.asarray`` of a NumPy array; NumPy gives the same bits for casts, reshapes,
+    concatenations and exact elementwise arithmetic without one, and
+    ``jax.device_put`` moves the result. So concrete values go ``op(np, x)`` →
+    ``np.asarray(·, dtype)`` → ``jax.device_put``: the dtype is canonicalized as JAX
+    does (float64 is float32 without ``jax_enable_x64``), and the result stays a
+    concrete array even inside ``jit``, so checks can read it.
+
+    Two cases stay on the device, as ``jnp.asarray``: ``x`` holding a tracer (called
+    inside the caller's ``jit``, ``vmap`` or ``grad``: ``op(jnp, x)``), and a JAX array
+    without ``op``, returned as is, or cast on its device when ``dtype`` differs (a
+    device cast flushes subnormals to zero, a host cast keeps them).
+
+    Args:
+      x: an array, a scalar, or a (nested) list or tuple of them.
+      dtype: the result's dtype; ``None`` keeps ``x``'s (canonicalized).
+      op: ``op(xp, x)`` with ``xp`` NumPy or ``jax.numpy``: the array to convert.
+    """
+    with jax.ensure_compile_time_eval():
+        if op is None and isinstance(x, jax.Array):
+            keep = dtype is None or (x.dtype == dtype and not x.weak_type)
+            return x if keep else jnp.asarray(x, dtype)
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(x)):
+            return jnp.asarray(x if op is None else op(jnp, x), dtype)
+        if op is None and dtype is None and isinstance(x, bool | int | float | complex):
+            return jax.device_put(x)  # weakly typed, as jnp.asarray makes a Python scalar
+        return jax.device_put(np.asarray(x if op is None else op(np, x), dtype))
+
+
 def as_float(a) -> jax.Array:
     """``a`` as a floating JAX array (integers go to the default float type).
 
     Constants stay concrete inside ``jit`` so that the value checks can read them.
     """
-    with jax.ensure_compile_time_eval():
-        a = jnp.asarray(a)
-        if not jnp.issubdtype(a.dtype, jnp.floating):
-            a = a.astype(jnp.result_type(float))
-    return a
+    a = to_device(a)
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        return a
+    return to_device(a, jnp.result_type(float))
 
 
 def _safe_log(w):

@@ -22,7 +22,7 @@ from numpyro.distributions.batch_util import promote_batch_shape, vmap_over
 from numpyro.util import find_stack_level
 
 from gmmjax import _params
-from gmmjax._moments import MomentsMixin, mixture_repr
+from gmmjax._moments import MomentsMixin, _compiled_property, mixture_repr
 from gmmjax._params import SCALE_NDIM
 from gmmjax._runtime.compile import method_call
 from gmmjax._validate import checked, checkify_mode, leaf_checks, validate
@@ -324,9 +324,10 @@ class GaussianMixture(MomentsMixin, Distribution):
     @property
     def weights(self) -> jax.Array:
         """``(..., K)`` mixture weights (on a gradient pytree: meaningless, read `params`)."""
+        # one op: one program per shape (a compiled property: one per type and leaf shapes)
         return jnp.exp(self.logits)
 
-    @property
+    @_compiled_property
     def precisions_cholesky(self) -> jax.Array:
         """Precision Cholesky factors in the kernel layout (sklearn's ``precisions_cholesky_``)."""
         if self.covariance_type in ("full", "tied"):

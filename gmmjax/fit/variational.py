@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from gmmjax._params import as_float, to_device
 from gmmjax.fit import _stats
 from gmmjax.fit._vb import (
     VBPriors,
@@ -237,29 +238,11 @@ def _shift(st: VBState, delta) -> VBState:
     return st._replace(means=st.means + delta)
 
 
-def _as(a, dt):
-    """``jnp.asarray(a, dt)``, with NumPy and Python values cast on the host and
-    transferred: eagerly, ``jnp.asarray`` compiles a small program per shape."""
-    if isinstance(a, jax.Array):
-        return a if a.dtype == dt and not a.weak_type else jnp.asarray(a, dt)
-    return jax.device_put(np.asarray(a, dt))
-
-
-def _data(x):
-    """``x`` as a floating device array (NumPy floats transferred without a compile)."""
-    if type(x) is np.ndarray and np.issubdtype(x.dtype, np.floating):
-        return jax.device_put(x)  # the dtype canonicalization of jnp.asarray, on the host
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
 def weighted_log_prob_batch(x, st: VBState, covariance_type: str, prior_type: str):
     """``(N, K)`` :func:`weighted_log_prob` for any N, compiled and chunked."""
     dt = st.means.dtype
     # padding and slicing on the host (eagerly on the device, each compiled per shape)
-    xd = np.asarray(_as(x, dt) if isinstance(x, jax.Array) else x, dt)
+    xd = np.asarray(to_device(x, dt) if isinstance(x, jax.Array) else x, dt)
     n, d = xd.shape
     c = _chunk_size(n, st.means.shape[0], d)
     xp = np.concatenate([xd, np.zeros((-n % c, d), dt)]).reshape(-1, c, d)
@@ -279,7 +262,7 @@ def default_priors(x, n_components: int, covariance_type: str) -> VBPriors:
         cov = jnp.var(x, axis=0, ddof=1)
         if covariance_type == "spherical":
             cov = jnp.mean(cov)
-    scalar = lambda v: jax.device_put(np.asarray(v, dt))  # noqa: E731
+    scalar = lambda v: to_device(v, dt)  # noqa: E731
     return VBPriors(
         scalar(1.0 / n_components), scalar(1.0), jnp.mean(x, axis=0), scalar(d), cov.astype(dt)
     )
@@ -356,7 +339,7 @@ def fit_variational(
         raise ValueError(
             f"weight_concentration_prior_type must be one of {PRIOR_TYPES}, got {pt!r}"
         )
-    x = _data(x)
+    x = as_float(x)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {x.shape}")
     n, d = x.shape
@@ -367,14 +350,14 @@ def fit_variational(
         raise ValueError(f"max_iter must be nonnegative, got {max_iter}")
     dt = x.dtype
     pri = default_priors(x, k, t) if priors is None else priors
-    pri = VBPriors(*(_as(p, dt) for p in pri))
+    pri = VBPriors(*(to_device(p, dt) for p in pri))
     c = _chunk_size(n, k, d)
     static = (t, pt, k, _capacity(max_iter))
-    reg, tol_ = _as(reg_covar, dt), _as(tol, dt)
-    mi = _as(int(max_iter), jnp.int32)
-    st0 = None if state is None else VBState(*(_as(a, dt) for a in state))
+    reg, tol_ = to_device(reg_covar, dt), to_device(tol, dt)
+    mi = to_device(int(max_iter), jnp.int32)
+    st0 = None if state is None else VBState(*(to_device(a, dt) for a in state))
     if state is None and resp is not None:
-        resp = _as(resp, dt)
+        resp = to_device(resp, dt)
         shape = (1,) + resp.shape if resp.ndim == 2 else resp.shape  # resp[None] in _prep
         if shape[1:] != (n, k):
             raise ValueError(f"resp must have shape (R, {n}, {k}), got {shape}")
@@ -386,7 +369,7 @@ def fit_variational(
     pri = pri._replace(mean=m0)
     if st0 is not None:
         st0 = st0._replace(means=means)
-        out = _warm_jit(st0, _as(lower_bound, dt), xs, ws, pri, reg, tol_, mi, static)
+        out = _warm_jit(st0, to_device(lower_bound, dt), xs, ws, pri, reg, tol_, mi, static)
     else:
         if resp is None:
             if key is None:

@@ -62,6 +62,7 @@ from numpyro.infer.elbo import ELBO
 from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 
+from gmmjax._params import to_device
 from gmmjax.infer._modes import _ascend, _latin_hypercube_normal, _pick_modes
 from gmmjax.infer._objectives import _LogDensity, _siwae_loss, _stratified_elbo
 from gmmjax.mixture import GaussianMixture
@@ -229,9 +230,8 @@ class AutoGaussianMixture(AutoContinuous):
                         model_args=args,
                         model_kwargs=kwargs,
                     )[0][0]
-                flat = [_reshape(params[n], (-1,)) for n in self._init_locs]
-                draws.append(_host_or_device("concatenate", flat))
-        self._init_latents = _host_or_device("stack", draws)
+                draws.append(to_device([params[n] for n in self._init_locs], op=_ravel))
+        self._init_latents = to_device(draws, op=lambda xp, ds: xp.stack(ds))
 
     def _find_modes(self, key, args, kwargs):
         """``(K, D)`` starting means: K distinct local modes of the posterior (multi-start).
@@ -246,11 +246,15 @@ class AutoGaussianMixture(AutoContinuous):
 
         m, dtype = self._n_starts, jnp.result_type(self._init_latent)
         draws = Predictive(self.model, num_samples=m)(key, *args, **kwargs)
-        cols = []
-        for name in self._init_locs:
-            u = biject_to(self.prototype_trace[name]["fn"].support).inv(draws[name])
-            cols.append(_reshape(u, (m, -1)))
-        starts = _host_or_device("concatenate", cols, dtype, axis=1)
+        cols = [
+            biject_to(self.prototype_trace[name]["fn"].support).inv(draws[name])
+            for name in self._init_locs
+        ]
+
+        def joined(xp, us):  # (m, D): the draws' latent vectors
+            return xp.concatenate([xp.reshape(xp.asarray(u), (m, -1)) for u in us], axis=1)
+
+        starts = to_device(cols, dtype, op=joined)
         potential = self._potential_fn
         u_of = jax.vmap(lambda z: potential(self._unpack_latent(z)))
         ends, energy, scale = _ascend(u_of, potential, self._unpack_latent, starts,
@@ -279,19 +283,21 @@ class AutoGaussianMixture(AutoContinuous):
         if self.init_strategy == "modes":  # the modes' own spread is in _init_latents
             offsets = np.zeros((k, d))
         dtype = jnp.result_type(self._init_latent)
+
+        def shifted(xp, z):  # the starting means (jnp only when _init_latents is traced)
+            return xp.asarray(z, dtype) + xp.asarray(offsets, dtype)
+
         # initial values on the host (exact elementwise float arithmetic, the same bits as
         # jnp's), so that setting up a guide compiles no program per operation
-        xp = np if _is_concrete(self._init_latents) else jnp
-        logits = numpyro.param(n_logits, _to_jax(xp.zeros(k, dtype)))
-        init_locs = xp.asarray(self._init_latents).astype(dtype) + xp.asarray(offsets, dtype)
-        locs = numpyro.param(n_locs, _to_jax(init_locs))
+        logits = numpyro.param(n_logits, to_device(np.zeros(k, dtype)))
+        locs = numpyro.param(n_locs, to_device(self._init_latents, dtype, op=shifted))
         if self.covariance_type == "full":
-            init = xp.broadcast_to(xp.eye(d, dtype=dtype) * self._init_scale, (k, d, d))
-            scale = numpyro.param(n_scale, _to_jax(init),
+            init = np.broadcast_to(np.eye(d, dtype=dtype) * self._init_scale, (k, d, d))
+            scale = numpyro.param(n_scale, to_device(init),
                                   constraint=constraints.scaled_unit_lower_cholesky)  # fmt: skip
         else:
-            init = xp.full((k, d), self._init_scale, dtype)
-            scale = numpyro.param(n_scale, _to_jax(init),
+            init = np.full((k, d), self._init_scale, dtype)
+            scale = numpyro.param(n_scale, to_device(init),
                                   constraint=constraints.softplus_positive)  # fmt: skip
         return GaussianMixture.from_params(logits, locs, scale, self.covariance_type)
 
@@ -324,29 +330,9 @@ class AutoGaussianMixture(AutoContinuous):
         )
 
 
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
-
-
-def _host_or_device(name, xs, dtype=None, **kw):
-    """``np.<name>`` on the host when every input is concrete, else ``jnp.<name>``.
-
-    For reshapes, concatenations, stacks and casts, which move bits without arithmetic:
-    NumPy gives the same array without compiling a program per new shape (eager ``jnp``
-    compiles one for each).
-    """
-    xp = np if _is_concrete(*xs) else jnp
-    out = getattr(xp, name)([xp.asarray(x) for x in xs], **kw)
-    return _to_jax(out if dtype is None else out.astype(dtype))
-
-
-def _reshape(x, shape):
-    return _to_jax(np.reshape(np.asarray(x), shape)) if _is_concrete(x) else jnp.reshape(x, shape)
-
-
-def _to_jax(x):
-    """A host array moved to the device as is (``jnp.asarray`` compiles a copy per shape)."""
-    return jax.device_put(x) if isinstance(x, np.ndarray) else jnp.asarray(x)
+def _ravel(xp, arrays):
+    """The arrays flattened and joined into one latent vector (``xp``: np or jnp)."""
+    return xp.concatenate([xp.reshape(xp.asarray(a), (-1,)) for a in arrays])
 
 
 class MixtureELBO(ELBO):

@@ -42,6 +42,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from gmmjax._params import to_device
 from gmmjax.fit.em import _bucket, _chunk_size
 
 __all__ = ["MixtureBase", "fit_dtype", "initial_labels", "jax_key", "log_prob_resp"]
@@ -115,7 +116,7 @@ def log_prob_resp(mixture, x):
     n_pad = -n % c
     xd = np.asarray(x, mixture.locs.dtype)
     xp = np.concatenate([xd, np.zeros((n_pad, d), xd.dtype)])
-    lse, log_resp = _log_prob_resp_chunks(mixture, jax.device_put(xp.reshape(-1, c, d)))
+    lse, log_resp = _log_prob_resp_chunks(mixture, to_device(xp.reshape(-1, c, d)))
     return np.asarray(lse).reshape(-1)[:n], np.asarray(log_resp).reshape(-1, k)[:n]
 
 

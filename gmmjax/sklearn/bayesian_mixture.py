@@ -32,6 +32,7 @@ from sklearn.mixture import BayesianGaussianMixture as _SkBGMM
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from gmmjax._params import to_device
 from gmmjax.fit.variational import (
     VBPriors,
     VBState,
@@ -61,12 +62,6 @@ def _check_shape(param, shape, name):
 
 def _dtype():
     return jnp.result_type(float)
-
-
-def _to_device(values, dt):
-    """Device arrays of dtype ``dt``, cast on the host (``jnp.asarray(v, dt)`` of a
-    NumPy value compiles a small program per shape)."""
-    return jax.device_put(tuple(np.asarray(v, dt) for v in values))
 
 
 class BayesianGaussianMixture(DensityMixin, BaseEstimator):
@@ -192,7 +187,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         dt = _dtype()
         pri = (self.weight_concentration_prior_, self.mean_precision_prior_, self.mean_prior_)
         pri += (self.degrees_of_freedom_prior_, self.covariance_prior_)
-        return VBPriors(*_to_device(pri, dt))
+        return VBPriors(*(to_device(v, dt) for v in pri))
 
     # ------------------------------------------------------------ initialization
     def _initial_resp(self, X, random_state):
@@ -235,7 +230,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         a, b = wc if isinstance(wc, tuple) else (wc, np.zeros_like(wc))
         parts = (a, b, self.mean_precision_, self.means_, self.degrees_of_freedom_)
         parts += (self.covariances_, self.precisions_cholesky_)
-        return VBState(*_to_device(parts, dt))
+        return VBState(*(to_device(v, dt) for v in parts))
 
     def _set_state(self, st: VBState):
         npa = lambda a: np.asarray(a)[()]  # noqa: E731  (0-d arrays become numpy scalars)

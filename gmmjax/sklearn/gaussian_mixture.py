@@ -6,13 +6,13 @@ import math
 import time
 import warnings
 
-import jax
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
+from gmmjax._params import to_device
 from gmmjax.fit import _check
 from gmmjax.fit.em import EMResult, fit_em
 from gmmjax.fit.scoring import n_parameters
@@ -20,14 +20,6 @@ from gmmjax.mixture import GaussianMixture as _Mixture
 from gmmjax.sklearn._base import MixtureBase, fit_dtype, initial_labels, log_prob_resp
 
 __all__ = ["GaussianMixture"]
-
-
-@jax.jit
-def _weights_prec_chol(mix):
-    """``(weights, precisions_cholesky or None)`` in one compiled call (eagerly, the
-    triangular inversion compiled a dozen small programs per shape)."""
-    full = mix.covariance_type in ("full", "tied")
-    return mix.weights, (mix.precisions_cholesky if full else None)
 
 
 _NOT_CONVERGED = (
@@ -209,11 +201,10 @@ class GaussianMixture(MixtureBase):
         mix = res.mixture
         t = self.covariance_type
         scale = np.asarray(mix.scale_param)
-        weights, pc = _weights_prec_chol(mix)
-        self.weights_ = np.asarray(weights)
+        self.weights_ = np.asarray(mix.weights)
         self.means_ = np.asarray(mix.locs)
         if t in ("full", "tied"):
-            pc = np.asarray(pc)
+            pc = np.asarray(mix.precisions_cholesky)
             self.covariances_ = scale @ np.swapaxes(scale, -1, -2)
             self.precisions_cholesky_ = pc
             self.precisions_ = pc @ np.swapaxes(pc, -1, -2)
@@ -230,9 +221,8 @@ class GaussianMixture(MixtureBase):
         t = self.covariance_type
         cov = np.asarray(self.covariances_)
         scale = np.linalg.cholesky(cov) if t in ("full", "tied") else np.sqrt(cov)
-        # device arrays: jnp.asarray of a NumPy array compiles a small program per shape
-        leaves = (np.log(self.weights_), np.asarray(self.means_), scale)
-        return _Mixture.from_params(*jax.device_put(leaves), t)
+        leaves = (np.log(self.weights_), self.means_, scale)
+        return _Mixture.from_params(*(to_device(a) for a in leaves), t)
 
     def _print_verbose(self, elapsed, do_init):
         lbs = self.lower_bounds_
