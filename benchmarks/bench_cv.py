@@ -37,12 +37,12 @@ from gmmjax.montecarlo.control_variates import auto_method  # noqa: E402
 METHODS = ("iid", "qmc", "cv")
 
 
-def _random_pair(d, k, seed, dtype):
+def _random_pair(d, k, seed, dtype, spread=1.5):
     rng = np.random.default_rng(seed)
 
     def one():
         w = rng.dirichlet(np.ones(k) * 2)
-        mu = 1.5 * rng.normal(size=(k, d))
+        mu = spread * rng.normal(size=(k, d))
         a = rng.normal(size=(k, d, d)) * 0.3 / np.sqrt(d)
         tril = np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=(k, 1, 1)))
         return w, mu, tril
@@ -83,6 +83,10 @@ PAIRS = {
     "random16k32": lambda dt: _random_pair(16, 32, 16, dt),
     "random32": lambda dt: _random_pair(32, 8, 32, dt),
     "random64": lambda dt: _random_pair(64, 8, 64, dt),
+    # means 0.3 apart per axis: p and q overlap (JS 0.38 and 0.59, not log 2 to float32)
+    "random32-s0.3": lambda dt: _random_pair(32, 8, 32, dt, 0.3),
+    "random64-s0.3": lambda dt: _random_pair(64, 8, 64, dt, 0.3),
+    "random64k4-s0.3": lambda dt: _random_pair(64, 4, 64, dt, 0.3),  # tests/test_cv_high_dim
     "wine": lambda dt: _fit_pair("wine", 2),
     "cancer": lambda dt: _fit_pair("cancer", 2),
     "digits-16": lambda dt: _fit_pair("digits-16", 3),

@@ -185,9 +185,11 @@ def js_overlap(p: GaussianMixture, q: GaussianMixture, key, num_samples: int, *,
     sg = jax.lax.stop_gradient
     log_a = jnp.log1p(-ALPHA)
 
+    pc_p, pc_q = p.precisions_cholesky, q.precisions_cholesky  # once, not per chunk
+
     def ratio(x):
-        ker_p = log_gaussian_kernel(x, p.locs, p.precisions_cholesky, p.covariance_type)
-        ker_q = log_gaussian_kernel(x, q.locs, q.precisions_cholesky, q.covariance_type)
+        ker_p = log_gaussian_kernel(x, p.locs, pc_p, p.covariance_type)
+        ker_q = log_gaussian_kernel(x, q.locs, pc_q, q.covariance_type)
         tp, tq = ker_p + p.logits, ker_q + q.logits
         lp, lq = _safe_logsumexp(tp), _safe_logsumexp(tq)
         # both densities underflowed (a point far from every component): no mass there

@@ -135,7 +135,7 @@ def kl_estimate(
     def fn(p, q, key, n, method, chunk):
         if method == "cv":
             pe = jax.tree_util.tree_map(jax.lax.stop_gradient, p) if stl else p
-            out = cv_or_plain(p, (pe, q), key, n, operator.sub, (1.0, -1.0), chunk=chunk)
+            out = cv_or_plain(p, (pe, q), key, n, operator.sub, (1.0, -1.0), chunk=chunk, own=0)
             return _estimate(*out)
         h = _log_ratio(p, q, stop_p=stl)
         return _estimate(*_one_side(p, key, n, method, chunk, h))
@@ -253,8 +253,8 @@ def jeffreys_estimate(
             kp, kq = jax.random.split(key)
             sg = lambda d: jax.tree_util.tree_map(jax.lax.stop_gradient, d) if stl else d  # noqa: E731
             sub, b = operator.sub, (1.0, -1.0)
-            vp, sp, used = cv_or_plain(p, (sg(p), q), kp, n, sub, b, chunk=chunk)
-            vq, sq, _ = cv_or_plain(q, (sg(q), p), kq, n, sub, b, chunk=chunk)
+            vp, sp, used = cv_or_plain(p, (sg(p), q), kp, n, sub, b, chunk=chunk, own=0)
+            vq, sq, _ = cv_or_plain(q, (sg(q), p), kq, n, sub, b, chunk=chunk, own=0)
             return _estimate(vp + vq, jnp.sqrt(sp**2 + sq**2), used)
         hp = _log_ratio(p, q, stop_p=stl)
         hq = _log_ratio(q, p, stop_p=stl)
@@ -335,7 +335,9 @@ def entropy_estimate(
     def fn(p, key, n, method, chunk):
         if method == "cv":
             pe = jax.tree_util.tree_map(jax.lax.stop_gradient, p) if stl else p
-            return _estimate(*cv_or_plain(p, (pe,), key, n, operator.neg, (-1.0,), chunk=chunk))
+            return _estimate(
+                *cv_or_plain(p, (pe,), key, n, operator.neg, (-1.0,), chunk=chunk, own=0)
+            )
         lp = log_density(p, stop=stl)
         return _estimate(*_one_side(p, key, n, method, chunk, lambda x: -lp(x)))
 
