@@ -39,8 +39,9 @@ next in responsibility to the main one, the standardized log-ratios ``u_j`` of
 their weighted densities, ``u_j²`` and ``u_i u_j``. Each log-ratio is a quadratic
 form in ``ε``, so these features have closed-form expectations
 (:func:`gmmjax.montecarlo._surrogates.switch`); they carry no gradient. Measured
-on pairs fitted to digits at D = 64 and on overlapping random pairs at D = 8 to 64,
-they save 2-5× more samples than the surrogates alone (``benchmarks/RESULTS.md``).
+on 13 pairs from D = 8 to 64 (``benchmarks/bench_cv.py``), they save 1.3-6× (median
+3×) more samples than the surrogates alone; the surrogates alone saved 4.1× on the
+digits pair at D = 64, with these features 9.3× (``benchmarks/RESULTS.md``).
 
 Stratification over components (DESIGN.md §3) keeps the estimate exactly
 differentiable in the weights; ``δ`` and the responsibilities carry no gradient, the
@@ -190,7 +191,7 @@ def cv_expectation(
 
     # the precision factors once, outside the chunk loop: inside it, every chunk (and,
     # under `grad`, its rematerialization and backward pass) would redo the triangular
-    # inversions (value_and_grad / value 4.3x -> 3.5x at D = 16, K = 32, measured)
+    # inversions (value_and_grad / value 4.5x -> 3.5x at D = 16, K = 32, measured)
     pcs = [e.precisions_cholesky for e in evals]
 
     def features(x, comp):
