@@ -22,6 +22,7 @@ from gmmjax.montecarlo._overlap import ALPHA, overlap_proposal
 from gmmjax.montecarlo._surrogates import expected_log_components, surrogate, switch
 from gmmjax.montecarlo.control_variates import auto_method
 from gmmjax.montecarlo.divergences import DEFAULT_METHOD
+from tests._helpers import random_mixture_params
 
 pytestmark = pytest.mark.numerics
 F = jnp.result_type(float)  # float32, or float64 under JAX_ENABLE_X64=1
@@ -41,12 +42,7 @@ def _np_kl(m1, c1, m2, c2):
     )
 
 
-def _rand_params(rng, k, d, spread=1.5):
-    w = rng.dirichlet(np.ones(k) * 2)
-    mu = spread * rng.normal(size=(k, d))
-    a = rng.normal(size=(k, d, d)) * 0.3 / np.sqrt(d)
-    tril = np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=(k, 1, 1)))
-    return w, mu, tril
+_rand_params = random_mixture_params
 
 
 def _mix(params):

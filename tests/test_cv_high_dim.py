@@ -26,6 +26,7 @@ import pytest
 import scipy.linalg
 
 import gmmjax as g
+from tests._helpers import random_mixture_params
 
 sklearn = pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow
@@ -57,14 +58,7 @@ def _fitted_pair(name):
 
 def _random_pair(d, k, spread, seed):
     rng = np.random.default_rng(seed)
-
-    def one():
-        w = rng.dirichlet(np.ones(k) * 2)
-        mu = spread * rng.normal(size=(k, d))
-        a = rng.normal(size=(k, d, d)) * 0.3 / np.sqrt(d)
-        return w, mu, np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=(k, 1, 1)))
-
-    return one(), one()
+    return random_mixture_params(rng, k, d, spread), random_mixture_params(rng, k, d, spread)
 
 
 PAIRS = {
