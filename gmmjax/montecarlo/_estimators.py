@@ -181,6 +181,59 @@ def _combine(method, n, mean, m2, logits, replicates):
     return v[0], jnp.sqrt(se2)
 
 
+def sum_over_chunks(one_chunk, n_chunks: int):
+    """Sum the pytree ``one_chunk(c)`` over ``c < n_chunks``: one ``lax.map`` of the
+    checkpointed chunk (its backward pass recomputes it instead of storing it)."""
+    if n_chunks == 1:
+        return one_chunk(0)
+    return jax.tree_util.tree_map(
+        lambda a: jnp.sum(a, axis=0),
+        jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
+    )
+
+
+def fold_sums(v, mask, comp, first_unit, per_block: int, k: int):
+    """Per-(component, fold) counts, sums and second-moment sums of unit values.
+
+    The units of each component alternate between two folds by their index (for
+    cross-fitting). Rows are ``2a + φ`` for component ``a`` and fold ``φ``.
+
+    Args:
+      v: ``(B·U, F)`` unit values, zero where ``mask`` is False (``U = per_block``
+        units in each of ``B`` blocks).
+      mask: ``(B·U,)`` valid units.
+      comp: ``(B,)`` each block's component.
+      first_unit: ``(B,)`` index, within its component, of each block's first unit
+        (even when ``per_block`` is: blocks start at even units).
+      per_block: static units per block.
+      k: static number of components.
+
+    Returns:
+      ``(n (2K,), Σ v (2K, F), Σ v vᵀ (2K, F, F))``; the second moments carry no gradient.
+    """
+    m = mask.astype(v.dtype)
+    vs = jax.lax.stop_gradient(v)
+    if per_block % 2:  # fold by each unit's index
+        unit = (first_unit[:, None] + jnp.arange(per_block)[None, :]).reshape(-1)
+        grp = 2 * jnp.repeat(comp, per_block) + unit % 2
+        seg = lambda a: jax.ops.segment_sum(a, grp, num_segments=2 * k)  # noqa: E731
+        return seg(m), seg(v), seg(vs[:, :, None] * vs[:, None, :])
+    # the units of a block alternate between the folds: per-block, per-fold sums first
+    # (a batched product for the second moments), then one segment sum over the blocks
+    nv = v.shape[-1]
+    shape = (comp.shape[0], per_block // 2, 2)
+    vb, vsb = v.reshape(shape + (nv,)), vs.reshape(shape + (nv,))
+
+    def seg(a):
+        return jax.ops.segment_sum(a, comp, num_segments=k).reshape((2 * k,) + a.shape[2:])
+
+    return (
+        seg(jnp.sum(m.reshape(shape), axis=1)),
+        seg(jnp.sum(vb, axis=1)),
+        seg(jnp.einsum("bpfi,bpfj->bfij", vsb, vsb)),
+    )
+
+
 def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_mode: bool = False):
     """Estimate ``E_d[h(x)]`` (``log E_d[exp h(x)]`` with ``log_mode``).
 

@@ -74,7 +74,12 @@ import jax.numpy as jnp
 
 from gmmjax.gaussian import cholesky_factors, log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
-from gmmjax.montecarlo._estimators import expectation, log_density
+from gmmjax.montecarlo._estimators import (
+    expectation,
+    fold_sums,
+    log_density,
+    sum_over_chunks,
+)
 from gmmjax.montecarlo._surrogates import (
     expected_log_components,
     surrogate,
@@ -227,46 +232,17 @@ def cv_expectation(
         x = x.reshape((per_chunk, bsz) + (() if univariate else (s.dim,)))
         y, f = features(x, comp)
         y, f = (y - y_ref[comp][:, None]).reshape(-1), f.reshape(-1, nf)
-        rows = jnp.repeat(comp, bsz)
-        idx = (first[:, None] + jnp.arange(bsz)[None, :]).reshape(-1)
         mask = (jnp.arange(bsz)[None, :] < valid[:, None]).reshape(-1)
         if antithetic:  # pair means; an odd N's one unpaired point stands alone
             whole = mask[1::2]
             y2, f2 = y.reshape(-1, 2), f.reshape(-1, 2, nf)
             y = jnp.where(whole, jnp.mean(y2, -1), y2[:, 0])
             f = jnp.where(whole[:, None], jnp.mean(f2, 1), f2[:, 0])
-            rows, idx, mask = rows[::2], idx[::2], mask[::2]
+            mask = mask[::2]
         v = jnp.where(mask[:, None], jnp.concatenate([f, y[:, None]], axis=-1), 0.0)
-        vs = jax.lax.stop_gradient(v)
-        m = mask.astype(v.dtype)
-        per_block = bsz // unit
-        if per_block % 2:  # blocks of one unit: fold by the unit's index
-            grp = rows * 2 + (idx // unit) % 2
-            seg = lambda a: jax.ops.segment_sum(a, grp, num_segments=2 * k)  # noqa: E731
-            return seg(m), seg(v), seg(vs[:, :, None] * vs[:, None, :])
-        # units alternate between the folds within a block (blocks start at even units):
-        # per-block, per-fold sums first (a batched product for the second moments),
-        # then one segment sum over the blocks' components
-        shape = (per_chunk, per_block // 2, 2)
-        vb, vsb = v.reshape(shape + (nf + 1,)), vs.reshape(shape + (nf + 1,))
-        seg = (
-            lambda a: jax.ops.segment_sum(a, comp, num_segments=k).reshape(  # noqa: E731
-                (2 * k,) + a.shape[2:]
-            )
-        )
-        return (
-            seg(jnp.sum(m.reshape(shape), axis=1)),
-            seg(jnp.sum(vb, axis=1)),
-            seg(jnp.einsum("bpfi,bpfj->bfij", vsb, vsb)),
-        )
+        return fold_sums(v, mask, comp, first // unit, bsz // unit, k)
 
-    if n_chunks == 1:
-        n, sv, svv = one_chunk(0)
-    else:
-        n, sv, svv = jax.tree_util.tree_map(
-            lambda a: jnp.sum(a, axis=0),
-            jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
-        )
+    n, sv, svv = sum_over_chunks(one_chunk, n_chunks)
     value, se = _combine(n, sv, svv, nf, k, s.logits, zmean @ b0, y_ref)
     return value, se, num_samples  # make_layout places exactly num_samples points
 

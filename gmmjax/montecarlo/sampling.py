@@ -231,10 +231,22 @@ def qmc_replicates(k: int, num_samples: int) -> int:
     return int(min(32, max(2, num_samples // (2 * k))))
 
 
-def make_layout(mixture: GaussianMixture, key, num_samples: int, method: str) -> Layout:
-    """Component counts and block layout of one unbatched mixture (see module doc)."""
+def make_layout(
+    mixture: GaussianMixture,
+    key,
+    num_samples: int,
+    method: str,
+    minimum: int = 1,
+    block: int | None = None,
+) -> Layout:
+    """Component counts and block layout of one unbatched mixture (see module doc).
+
+    ``minimum``: units (points; antithetic pairs) every live component gets first, for
+    the ``"antithetic"`` and ``"stratified"`` plans. ``block``: rows per block, instead
+    of :func:`block_size`'s (every component can leave up to a block unfilled).
+    """
     k = mixture.n_components
-    b = block_size(mixture, method)
+    b = block_size(mixture, method) if block is None else block
     if method == "qmc":
         # every point is used: the first N mod R replicates get one point more (the
         # estimator weights replicate r by its share n_r / N, see _estimators)
@@ -247,12 +259,12 @@ def make_layout(mixture: GaussianMixture, key, num_samples: int, method: str) ->
     elif method == "antithetic":
         # pairs (ε, -ε); an odd N adds one unpaired point to the heaviest component
         r, per = 1, num_samples + num_samples % 2
-        counts = 2 * systematic_allocation(mixture.weights, num_samples // 2)
+        counts = 2 * systematic_allocation(mixture.weights, num_samples // 2, minimum)
         extra = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(mixture.weights)), k)
         counts = (counts + (num_samples % 2) * extra.astype(counts.dtype))[None]
     elif method == "stratified":
         r, per = 1, num_samples
-        counts = systematic_allocation(mixture.weights, per)[None]
+        counts = systematic_allocation(mixture.weights, per, minimum)[None]
     else:
         r, per = 1, num_samples
         counts = multinomial_counts(key, per, mixture.weights)[None]
