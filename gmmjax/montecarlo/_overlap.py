@@ -325,25 +325,36 @@ def _fold_combine(n, sv, svv, omega, v_ref):
     a = jnp.where(n >= 2, w2 / (nn * jnp.maximum(n - 1.0, 1.0)), 0.0)
     pooled = jnp.sum((a[:, None, None] * cov).reshape(s, 2, nf + 1, nf + 1), axis=0)
     aff, afy = pooled[:, :nf, :nf], pooled[:, :nf, nf]
+    mean = sv / nn[:, None] + jnp.repeat(v_ref, 2, axis=0)
     # a relative ridge of 1e-4: the features can be collinear (p / r and q / r are, with
     # the constant, where g / r is constant); any β keeps the estimate unbiased, but a
-    # huge one along a null direction would cost the float32 residual variance its digits
-    ridge = 1e-4 * jnp.trace(aff, axis1=-2, axis2=-1)[:, None, None] / nf + 1e-30
-    _, linv = cholesky_factors(aff + ridge * jnp.eye(nf, dtype=aff.dtype))
+    # huge one along a null direction would cost the float32 residual variance its digits.
+    # And a floor: a feature whose spread within the strata is below 1e-6 of its size
+    # (p = q with one component each: p / r = 1 up to rounding) is rounding noise, and a
+    # coefficient fitted to it would only add noise
+    size = (a * jnp.maximum(n - 1.0, 0.0))[:, None] * mean[:, :nf] ** 2  # ω² f̄² / n
+    size = jnp.sum(size.reshape(s, 2, nf), axis=0)
+    ridge = 1e-4 * jnp.trace(aff, axis1=-2, axis2=-1)[:, None] / nf + 1e-12 * size + 1e-30
+    ridge = ridge[:, :, None] * jnp.eye(nf, dtype=aff.dtype)
+    _, linv = cholesky_factors(aff + ridge)
     beta = jnp.einsum("gji,gj->gi", linv, jnp.einsum("gij,gj->gi", linv, afy))
     beta = jnp.where(jnp.all(jnp.isfinite(beta), axis=-1, keepdims=True), beta, 0.0)
     other = jnp.tile(beta[::-1], (s, 1))  # row 2c + φ uses fold 1 - φ's coefficients
-    mean = sv / nn[:, None] + jnp.repeat(v_ref, 2, axis=0)
     res = mean[:, nf] - jnp.sum(other * mean[:, :nf], axis=-1)  # (2S,)
     res = jnp.where(n > 0, res, 0.0)  # a dead stratum (ω_c = 0) has no points
     est = jnp.sum((jnp.repeat(omega, 2) * res).reshape(s, 2), axis=0) + jnp.sum(beta[::-1], -1)
     m2 = cov[:, nf, nf] - 2.0 * jnp.sum(other * cov[:, :nf, nf], -1)
     m2 = jnp.maximum(m2 + jnp.einsum("gi,gij,gj->g", other, cov[:, :nf, :nf], other), 0.0)
     # each stratum's residual variance from both folds (Chan's merge of the two folds'
-    # residual means): a fold holds a single pair in the smallest strata
-    m2, res2, n2 = (jax.lax.stop_gradient(a).reshape(s, 2) for a in (m2, res, n))
+    # means; a fold holds a single pair in the smallest strata). The gap between the
+    # folds' means is taken for one residual function, with the mean of the two folds'
+    # coefficients: with each fold's own, the gap would carry (β_0 - β_1)ᵀ mean(f)
+    mean2 = jax.lax.stop_gradient(mean).reshape(s, 2, nf + 1)
+    dm = mean2[:, 0] - mean2[:, 1]
+    dres = dm[:, nf] - dm[:, :nf] @ (0.5 * (beta[0] + beta[1]))
+    m2, n2 = (jax.lax.stop_gradient(a).reshape(s, 2) for a in (m2, n))
     n_c = jnp.sum(n2, axis=-1)
-    gap = n2[:, 0] * n2[:, 1] / jnp.maximum(n_c, 1.0) * (res2[:, 0] - res2[:, 1]) ** 2
+    gap = jnp.where(jnp.all(n2 > 0, -1), n2[:, 0] * n2[:, 1] / jnp.maximum(n_c, 1.0) * dres**2, 0.0)
     var = (jnp.sum(m2, axis=-1) + gap) / jnp.maximum(n_c - 1.0, 1.0)  # (S,)
     var_est = jnp.sum(omega[:, None] ** 2 * var[:, None] / jnp.maximum(n2, 1.0), axis=0)
     return 0.5 * jnp.sum(est), 0.5 * jnp.sqrt(jnp.sum(var_est))
