@@ -119,9 +119,9 @@ def auto_method(dim: int, quantity: str | None = None) -> str:
     importance sampling on the overlap of p and q (:mod:`gmmjax.montecarlo._overlap`);
     ``benchmarks/bench_js_auto.py`` measured it against ``"antithetic"`` (JS's default
     before 0.2.0) on random pairs from nearly equal to barely overlapping at D = 3, 8
-    and 16: it needs fewer samples for the same error in 14 of 15 cases, and less time
+    and 16: it needs fewer samples for the same error in 15 of 15 cases, and less time
     to a given error in 13 (``benchmarks/RESULTS.md``). It loses where p and q nearly
-    coincide (JS below ~0.07 at D ≤ 8), by up to 2.3x in time to a given error.
+    coincide (JS below ~0.07 at D ≤ 8), by up to 1.35x in time to a given error.
     ``quantity`` is accepted for callers that name it; no quantity changes the choice.
 
     Example:
