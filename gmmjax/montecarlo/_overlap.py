@@ -81,7 +81,7 @@ from gmmjax.montecarlo._estimators import (
     fold_sums,
     sum_over_chunks,
 )
-from gmmjax.montecarlo._surrogates import dense
+from gmmjax.montecarlo._surrogates import _precision, dense
 from gmmjax.montecarlo.sampling import (
     block_info,
     block_size,
@@ -136,13 +136,16 @@ def overlap_proposal(p: GaussianMixture, q: GaussianMixture, num_pairs: int) -> 
         rows = jnp.arange(kp * kq)
         ia, ib = rows // kq, rows % kq
     # the kept pairs' Gaussians G_ab, exactly: precision Π = ½(Λ_a + Λ_b)
+    # Λ and Λμ once per component (K D³), gathered per pair
+    lam_p, lam_q = _precision(dp), _precision(dq)
+    lin_p = jnp.einsum("ade,ae->ad", lam_p, dp.loc)
+    lin_q = jnp.einsum("bde,be->bd", lam_q, dq.loc)
     pa, pb = dp.prec[ia], dq.prec[ib]
-    lam_a, lam_b = pa @ jnp.swapaxes(pa, -1, -2), pb @ jnp.swapaxes(pb, -1, -2)
     loc_a, loc_b = dp.loc[ia], dq.loc[ib]
-    lin = 0.5 * (jnp.einsum("nde,ne->nd", lam_a, loc_a) + jnp.einsum("nde,ne->nd", lam_b, loc_b))
+    lin = 0.5 * (lin_p[ia] + lin_q[ib])
     # one Cholesky per pair gives both |Π| and a lower factor of Π⁻¹: with J the
     # reversal, J Π J = M Mᵀ makes L = J M⁻ᵀ J lower triangular with L Lᵀ = Π⁻¹
-    lo, lo_inv = cholesky_factors(jnp.flip(0.5 * (lam_a + lam_b), (-2, -1)))
+    lo, lo_inv = cholesky_factors(jnp.flip(0.5 * (lam_p[ia] + lam_q[ib]), (-2, -1)))
     tril = jnp.flip(jnp.swapaxes(lo_inv, -1, -2), (-2, -1))
     centre = jnp.einsum("nij,nj->ni", tril, jnp.einsum("nji,nj->ni", tril, lin))
     # log BC_ab = ½ ℓ_a(c) + ½ ℓ_b(c) - log G_ab(c) at the centre c of G_ab
