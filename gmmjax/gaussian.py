@@ -38,6 +38,7 @@ from gmmjax._linalg import (
     scale_tril_from_precision,
     tril_inverse,
 )
+from gmmjax._reduce import sum_last
 from gmmjax._runtime.sharding import constrain_points, mesh_active
 
 __all__ = [
@@ -196,6 +197,11 @@ def _row_chunk(locs_shape, covariance_type) -> int | None:
     if covariance_type != "full":
         return None
     k, d = locs_shape
+    if k * d <= 32 or d == 1:
+        # elementwise-bound, not GEMM-bound: XLA spreads one large loop over the CPU's
+        # threads but not a loop inside lax.map (2-3x at D = 2, K = 5 and D = 1, K = 64,
+        # benchmarks/RESULTS.md); blocks of 2^16 rows only bound the memory
+        return 1 << 16
     rows = max(64, min(4096, _CACHE_FLOATS // max(1, k * d)))
     return 1 << (rows.bit_length() - 1)
 
@@ -214,7 +220,7 @@ def _full_kernel(x, parts):
     center, p_flat, m, log_det = parts
     n, d = x.shape
     y = ((x - center) @ p_flat).reshape(n, m.shape[0], d) - m[None]
-    return -0.5 * jnp.sum(y * y, axis=-1) + log_det - 0.5 * d * _LOG_2PI
+    return -0.5 * sum_last(y * y) + log_det - 0.5 * d * _LOG_2PI
 
 
 def _kernel(x, locs, prec, covariance_type):

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.batch_util import promote_batch_shape, vmap_over
 from numpyro.util import find_stack_level
@@ -24,6 +23,7 @@ from numpyro.util import find_stack_level
 from gmmjax import _params
 from gmmjax._moments import MomentsMixin, _compiled_property, mixture_repr
 from gmmjax._params import SCALE_NDIM
+from gmmjax._reduce import logsumexp_last
 from gmmjax._runtime.compile import method_call
 from gmmjax._validate import checked, checkify_mode, leaf_checks, validate
 from gmmjax.gaussian import COVARIANCE_TYPES, log_gaussian_kernel, precision_cholesky
@@ -359,7 +359,7 @@ class GaussianMixture(MomentsMixin, Distribution):
         comp = self._kernel_batched(xb)
         if what != "components":
             comp = comp + self._full_leaves()[0][..., None, :]
-            comp = logsumexp(comp, axis=-1) if what == "log_prob" else jax.nn.softmax(comp, -1)
+            comp = logsumexp_last(comp) if what == "log_prob" else jax.nn.softmax(comp, -1)
         return _params.from_batch_major(len(self.batch_shape), comp, sample_shape)
 
     def log_prob(self, value) -> jax.Array:

@@ -23,9 +23,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
-from gmmjax.gaussian import cholesky, cholesky_factors, log_gaussian_kernel, tril_inverse
+from gmmjax._reduce import logsumexp_last
+from gmmjax.gaussian import (
+    cholesky,
+    cholesky_factors,
+    log_gaussian_kernel,
+    tril_inverse,
+)
 
 
 def _eps(dtype) -> float:
@@ -71,7 +76,7 @@ def estep_stats(xs, ws, params, covariance_type):
     def body(acc, chunk):
         xc, wc = chunk
         logp = log_gaussian_kernel(xc, means, prec, covariance_type) + log_w
-        lse = logsumexp(logp, axis=1)
+        lse = logsumexp_last(logp)
         r = jnp.exp(logp - lse[:, None])
         stats = chunk_stats(xc, wc, r, covariance_type)
         ll = jnp.sum(jnp.where(wc > 0, wc * lse, 0.0))
@@ -89,7 +94,7 @@ def loglik(xs, ws, params, covariance_type):
 
     def body(acc, chunk):
         xc, wc = chunk
-        lse = logsumexp(log_gaussian_kernel(xc, means, prec, covariance_type) + log_w, axis=1)
+        lse = logsumexp_last(log_gaussian_kernel(xc, means, prec, covariance_type) + log_w)
         return acc + jnp.sum(jnp.where(wc > 0, wc * lse, 0.0)), None
 
     acc, _ = jax.lax.scan(body, jnp.zeros((), xs.dtype), (xs, ws))
@@ -189,3 +194,20 @@ def params_from_precisions(precisions, covariance_type):
         return prec, scale
     prec = jnp.sqrt(p)
     return prec, 1.0 / prec
+
+
+def first_best(bounds: jax.Array) -> jax.Array:
+    """Index of the first restart with the highest bound (scikit-learn's strict ``>``).
+
+    Restarts that reach one optimum (up to a relabelling) differ only by rounding, whose
+    sign depends on the order of the sums (XLA's, the device's): bounds within 8 eps of
+    the highest are a tie, kept by the first, as scikit-learn keeps the first of exactly
+    equal bounds.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> int(first_best(jnp.array([-2.0, -1.0, -1.0 + 1e-7, -jnp.inf])))
+      1
+    """
+    top = jnp.max(bounds)
+    return jnp.argmax(bounds >= top - 8 * jnp.finfo(bounds.dtype).eps * jnp.abs(top))

@@ -210,10 +210,9 @@ def _fit_impl(r0, xs, ws, center, user, tol, reg, max_iter, prev_lb, static):
     run = jax.vmap(lambda rr: _em_one(rr, xs, ws, (uw, um, uprec), opts), axis_size=n_init)
     params, lb, n_iter, conv, ok, lbs = run(r0)
     score_ = jnp.where(ok, lb, -jnp.inf)
-    # the first restart with the highest bound (scikit-learn's strict ">"); with
-    # max_iter = 0 scikit-learn keeps the last initialization (here: the last valid one)
+    # with max_iter = 0 scikit-learn keeps the last initialization (here: the last valid one)
     last_ok = n_init - 1 - jnp.argmax(ok[::-1])
-    best = jnp.where(max_iter > 0, jnp.argmax(score_), last_ok)
+    best = jnp.where(max_iter > 0, _stats.first_best(score_), last_ok)
     params = jax.tree.map(lambda a: a[best], params)
     ll = _stats.loglik(xs, ws, params, t) / jnp.sum(ws)
     weights, means, _, scale = params

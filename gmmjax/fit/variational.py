@@ -156,7 +156,7 @@ def _fit_impl(resps, xs, ws, pri, reg, tol, max_iter, static):
 
     st, lb, n_iter, conv, ok, lbs = jax.vmap(one)(resps)
     # scikit-learn keeps the first restart with the highest bound (the last when max_iter=0)
-    best = jnp.where(max_iter == 0, resps.shape[0] - 1, jnp.argmax(lb))
+    best = jnp.where(max_iter == 0, resps.shape[0] - 1, _stats.first_best(lb))
     pick = lambda a: a[best]  # noqa: E731
     st = jax.tree.map(pick, st)
     labels = _labels(xs, st, t, pt)

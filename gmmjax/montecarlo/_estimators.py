@@ -29,10 +29,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gmmjax._reduce import logsumexp_last
 from gmmjax.gaussian import log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo.sampling import (
     block_info,
+    chunk_plan,
     dtype_of,
     make_layout,
     standard_normals,
@@ -82,15 +84,8 @@ def log_density(d, *, stop: bool = False):
 
 
 def _safe_logsumexp(a):
-    """``logsumexp`` over the last axis whose gradient is 0, not NaN, where every term is -inf.
-
-    A point 1e20 standard deviations from every component has ``log d(x) = -inf`` in
-    float32; the divergences handle that value (JS gets its exact ``log 2``), and this
-    keeps its gradient finite.
-    """
-    dead = jnp.all(a == -jnp.inf, axis=-1)
-    out = jax.nn.logsumexp(jnp.where(dead[..., None], 0.0, a), axis=-1)
-    return jnp.where(dead, -jnp.inf, out)
+    """``logsumexp`` over the last axis, ``-inf`` with gradient 0 where every term is -inf."""
+    return logsumexp_last(a)
 
 
 def kernel_cost(d) -> int:
@@ -115,20 +110,32 @@ def _safe_lse(x, axis):
 
 
 def _chunk_stats(h, mask, g, num_groups: int, log_mode: bool) -> _Stats:
+    """Per-group stats of one chunk: ``h``, ``mask`` ``(M·U,)`` in ``M`` blocks of ``U``
+    units, the block ``b`` all in group ``g[b]`` (``g`` is ``(M,)``).
+
+    Each block is summed first and only the ``M`` block sums are scattered to the groups:
+    XLA's CPU scatter-add is serial, and one per unit cost more than the rest of a 1-D
+    estimate (benchmarks/RESULTS.md, "Short reductions").
+    """
+    m = g.shape[0]
+    h, mask = h.reshape(m, -1), mask.reshape(m, -1)
     seg = lambda v: jax.ops.segment_sum(v, g, num_segments=num_groups)  # noqa: E731
-    n = seg(mask.astype(h.dtype))
+    n = seg(jnp.sum(mask.astype(h.dtype), axis=-1))
     if log_mode:
-        mx = jax.ops.segment_max(jnp.where(mask, h, -jnp.inf), g, num_segments=num_groups)
+        top = jnp.max(jnp.where(mask, h, -jnp.inf), axis=-1)
+        mx = jax.ops.segment_max(top, g, num_segments=num_groups)
         mx = jax.lax.stop_gradient(jnp.where(n > 0, mx, 0.0))
-        e1 = seg(jnp.where(mask, jnp.exp(h - mx[g]), 0.0))
-        e2 = jax.lax.stop_gradient(seg(jnp.where(mask, jnp.exp(2.0 * (h - mx[g])), 0.0)))
+        shifted = h - mx[g][:, None]
+        e1 = seg(jnp.sum(jnp.where(mask, jnp.exp(shifted), 0.0), axis=-1))
+        e2 = seg(jnp.sum(jnp.where(mask, jnp.exp(2.0 * shifted), 0.0), axis=-1))
+        e2 = jax.lax.stop_gradient(e2)
         ok = n > 0
         lse1 = jnp.where(ok, mx + jnp.log(jnp.where(ok, e1, 1.0)), -jnp.inf)
         lse2 = jnp.where(ok, 2.0 * mx + jnp.log(jnp.where(ok, e2, 1.0)), -jnp.inf)
         return _Stats(n, lse1, lse2)
-    mean = seg(jnp.where(mask, h, 0.0)) / jnp.maximum(n, 1.0)
-    dev = jax.lax.stop_gradient(jnp.where(mask, h - mean[g], 0.0))
-    return _Stats(n, mean, seg(dev * dev))
+    mean = seg(jnp.sum(jnp.where(mask, h, 0.0), axis=-1)) / jnp.maximum(n, 1.0)
+    dev = jax.lax.stop_gradient(jnp.where(mask, h - mean[g][:, None], 0.0))
+    return _Stats(n, mean, seg(jnp.sum(dev * dev, axis=-1)))
 
 
 def _merge(st: _Stats, log_mode: bool) -> _Stats:
@@ -259,8 +266,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
     k = m.n_components
     bsz = layout.block
     # never pad past the layout: a small estimate is one chunk of exactly its own blocks
-    per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
-    n_chunks = -(-layout.num_blocks // per_chunk)
+    per_chunk, n_chunks = chunk_plan(layout.num_blocks, chunk, bsz)
     groups = 1 if method == "iid" else k * layout.replicates
     dtype = dtype_of(m)
     univariate = m.covariance_type == "univariate"
@@ -274,9 +280,10 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
         x = x.reshape((per_chunk * bsz,) + (() if univariate else (m.dim,)))
         h = h_fn(x)
         mask = (jnp.arange(bsz)[None, :] < valid[:, None]).reshape(-1)
-        g = jnp.repeat(rep * k + comp if groups > 1 else jnp.zeros_like(comp), bsz)
+        g = rep * k + comp if groups > 1 else jnp.zeros_like(comp)  # per block
         if method == "iid":
-            lw = jnp.repeat(m.logits[comp], bsz)
+            # blocks past the used ones take component K - 1, which may be dead (-inf)
+            lw = jnp.repeat(jnp.where(valid > 0, m.logits[comp], 0.0), bsz)
             box = lw - jax.lax.stop_gradient(lw)
             if log_mode:
                 h = h + box
@@ -290,7 +297,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
             else:
                 h = jnp.mean(pair, axis=-1)
             h = jnp.where(mask[1::2], h, pair[:, 0])  # an odd N's one unpaired point
-            mask, g = mask[::2], g[::2]
+            mask = mask[::2]  # a pair (or the unpaired point) is valid with its first
         return _chunk_stats(h, mask, g, groups, log_mode)
 
     if n_chunks == 1:
@@ -324,7 +331,7 @@ def _generic_expectation(d, key, num_samples, h_fn, chunk, log_mode):
             x = jax.lax.stop_gradient(x)
         h = h_fn(x)
         mask = c * chunk + jnp.arange(chunk) < num_samples
-        return _chunk_stats(h, mask, jnp.zeros(chunk, jnp.int32), 1, log_mode)
+        return _chunk_stats(h, mask, jnp.zeros(1, jnp.int32), 1, log_mode)
 
     if n_chunks == 1:
         st = one_chunk(0)

@@ -85,7 +85,7 @@ from gmmjax.montecarlo._surrogates import _precision, dense
 from gmmjax.montecarlo.sampling import (
     block_info,
     block_size,
-    ceil_div,
+    chunk_plan,
     dtype_of,
     make_layout,
     standard_normals,
@@ -290,8 +290,7 @@ def _regression_expectation(r: GaussianMixture, key, total: int, fn, *, chunk: i
     while bsz > 8 and bsz * s > total // 8:  # blocks a stratum may leave unfilled: ≤ 1/8
         bsz //= 2
     layout = make_layout(r, k_layout, total, "antithetic", minimum=2, block=bsz)
-    per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
-    n_chunks = ceil_div(layout.num_blocks, per_chunk)
+    per_chunk, n_chunks = chunk_plan(layout.num_blocks, chunk, bsz)
     univariate = r.covariance_type == "univariate"
     # a per-stratum shift (the values at the component means) keeps the float32 sums
     # of squares accurate

@@ -88,6 +88,7 @@ from gmmjax.montecarlo._surrogates import (
 )
 from gmmjax.montecarlo.sampling import (
     block_info,
+    chunk_plan,
     dtype_of,
     make_layout,
     standard_normals,
@@ -190,8 +191,7 @@ def cv_expectation(
     zmean = jnp.stack(means, axis=-1)  # (K, nf)
     b0 = jnp.asarray(b0, dtype_of(s))
     bsz = layout.block
-    per_chunk = max(1, min(chunk // bsz, layout.num_blocks))
-    n_chunks = -(-layout.num_blocks // per_chunk)
+    per_chunk, n_chunks = chunk_plan(layout.num_blocks, chunk, bsz)
     univariate = s.covariance_type == "univariate"
 
     # the precision factors once, outside the chunk loop: inside it, every chunk (and,

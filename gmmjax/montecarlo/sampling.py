@@ -214,11 +214,26 @@ class Layout(NamedTuple):
         return self.blocks_per_rep * self.replicates
 
 
-def block_size(mixture: GaussianMixture, method: str) -> int:
-    """Rows per block: 32 for full covariances (one small GEMM per block), else 1 or 2."""
+def block_size(mixture: GaussianMixture, method: str, num_samples: int | None = None) -> int:
+    """Rows per block: 32 for full covariances (one small GEMM per block).
+
+    Otherwise no GEMM needs a block, but a block is the unit of the per-chunk
+    bookkeeping (its component, its group's sums), so with ``num_samples`` the blocks
+    grow to 32 rows while the rows they may leave unfilled (up to ``B - 1`` in each
+    replicate × component cell) stay within 1/16 of the points; else 1 (2 for pairs).
+    One row per block made that bookkeeping 2/3 of a 1-D estimate at N = 10⁵
+    (benchmarks/RESULTS.md, "Short reductions").
+    """
     if mixture.covariance_type == "full" and mixture.dim > 1:
         return 32
-    return 2 if method == "antithetic" else 1
+    b = base = 2 if method == "antithetic" else 1
+    if num_samples is not None:
+        k = mixture.n_components
+        cells = k * (qmc_replicates(k, num_samples) if method == "qmc" else 1)
+        b = 32
+        while b > base and b * cells > num_samples // 16:
+            b //= 2
+    return b
 
 
 def min_samples(k: int, method: str) -> int:
@@ -246,7 +261,7 @@ def make_layout(
     of :func:`block_size`'s (every component can leave up to a block unfilled).
     """
     k = mixture.n_components
-    b = block_size(mixture, method) if block is None else block
+    b = block_size(mixture, method, num_samples) if block is None else block
     if method == "qmc":
         # every point is used: the first N mod R replicates get one point more (the
         # estimator weights replicate r by its share n_r / N, see _estimators)
@@ -321,6 +336,8 @@ def transform(mixture: GaussianMixture, comp: jax.Array, eps: jax.Array) -> jax.
     if t == "univariate":
         return locs[comp][:, None] + s[comp][:, None] * eps[..., 0]
     mu = locs[comp][:, None, :]
+    if t == "full" and mixture.dim == 1:  # a product, not (B, 1)·(1, 1) batched GEMMs
+        return mu + s[comp][:, None, :, 0] * eps
     if t == "full":
         return mu + jnp.einsum("mbe,mde->mbd", eps, s[comp])
     if t == "tied":
@@ -338,6 +355,21 @@ def dtype_of(mixture: GaussianMixture):
 def padded_points(layout: Layout) -> int:
     """Static number of rows (valid or masked) of a layout."""
     return layout.num_blocks * layout.block
+
+
+def chunk_plan(num_blocks: int, chunk: int, block: int) -> tuple[int, int]:
+    """``(blocks per chunk, chunks)`` for at most ``chunk`` points per chunk.
+
+    The blocks are shared evenly: 100,000 points in chunks of at most 87,381 are two
+    chunks of 50,000, not one full chunk and one three-quarters padding (which cost
+    1.7x at D = 2, K = 5, benchmarks/RESULTS.md).
+
+    Example:
+      >>> chunk_plan(100, 64, 1), chunk_plan(10, 1000, 32)
+      ((50, 2), (10, 1))
+    """
+    n_chunks = ceil_div(num_blocks, max(1, chunk // block))
+    return ceil_div(num_blocks, n_chunks), n_chunks
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -36,13 +36,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gmmjax._params import to_device
+from gmmjax._reduce import logsumexp_last
 from gmmjax.fit.em import _bucket, _chunk_size
 
 __all__ = ["MixtureBase", "fit_dtype", "initial_labels", "jax_key", "log_prob_resp"]
@@ -96,7 +96,7 @@ def initial_labels(x: np.ndarray, init_params: str, n_components: int, rs):
 def _log_prob_resp_chunks(mixture, xs):
     def one(xc):
         wlp = mixture.component_log_probs(xc) + mixture.logits
-        lse = logsumexp(wlp, axis=1)
+        lse = logsumexp_last(wlp)
         return lse, wlp - lse[:, None]
 
     return jax.lax.map(one, xs)
