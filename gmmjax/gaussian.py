@@ -177,7 +177,7 @@ def _kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
             c = _row_chunk(locs.shape, covariance_type)
             if c is None or n < 2 * c or mesh_active():
                 return block(x)
-            # cache-sized row blocks: the (c, K, D) intermediate stays in L2, so the GEMM
+            # cache-sized row blocks: the (c, K, D) intermediate stays in cache, so the GEMM
             # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
             # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
             d = x.shape[-1]
@@ -189,7 +189,10 @@ def _kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
     return apply
 
 
-_CACHE_FLOATS = 1 << 18  # ~1 MiB of float32: the (rows, K, D) block of the full type
+# ~4 MiB of float32: the (rows, K, D) block of the full type. 1 MiB was the best size on
+# the earlier CPU; on this box's (2 MiB L2, 480 MiB L3) 4 MiB reaches 58-60% of GEMM at
+# D = K = 64 against 48% (benchmarks/RESULTS.md, "Larger blocks and chunks")
+_CACHE_FLOATS = 1 << 20
 
 
 def _row_chunk(locs_shape, covariance_type) -> int | None:

@@ -97,8 +97,12 @@ def kernel_cost(d) -> int:
 
 
 def auto_chunk(cost: int) -> int:
-    """Points per chunk: about 2²⁰ floats of kernel intermediates, within [256, 2¹⁷]."""
-    return int(min(2**17, max(256, 2**20 // max(cost, 1))))
+    """Points per chunk: about 2²² floats (16 MiB) of kernel intermediates, within [256, 2¹⁷].
+
+    (2²⁰ before: at D = K = 64 that made chunks of 256 points, and KL took 1.02 s
+    against 0.70 s now at N = 10⁵, benchmarks/RESULTS.md.)
+    """
+    return int(min(2**17, max(256, 2**22 // max(cost, 1))))
 
 
 def _safe_lse(x, axis):

@@ -108,7 +108,7 @@ def kl_estimate(
         ``"antithetic"``, ``"qmc"`` or ``"cv"``.
       stl: stop the gradient of ``p``'s parameters inside ``log p``.
       chunk_size: points evaluated at once (default: sized from K and D so the
-        kernel's intermediates stay about 4 MiB); bounds memory for large N.
+        kernel's intermediates stay about 16 MiB); bounds memory for large N.
       mesh: a ``jax.sharding.Mesh``: split the samples of the estimate (or, for a
         batch of pairs, the pairs) over its devices; the result equals the
         single-device one for the same key up to float rounding (``gmmjax._runtime.sharding``).
