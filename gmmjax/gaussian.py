@@ -196,7 +196,8 @@ _CACHE_FLOATS = 1 << 20
 
 
 def _row_chunk(locs_shape, covariance_type) -> int | None:
-    """Rows per block for the full type (a power of two in [64, 4096]); None otherwise."""
+    """Rows per block for the full type (a power of two in [64, 4096], or 2^16 where the
+    kernel is elementwise-bound); None otherwise."""
     if covariance_type != "full":
         return None
     k, d = locs_shape
