@@ -25,12 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from gmmjax._reduce import logsumexp_last
-from gmmjax.gaussian import (
-    cholesky,
-    cholesky_factors,
-    log_gaussian_kernel,
-    tril_inverse,
-)
+from gmmjax.gaussian import cholesky, cholesky_factors, log_gaussian_kernel, tril_inverse
 
 
 def _eps(dtype) -> float:

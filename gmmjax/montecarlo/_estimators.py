@@ -80,12 +80,7 @@ def log_density(d, *, stop: bool = False):
     if m is None:
         return d.log_prob
     prec, locs, logits, t = m.precisions_cholesky, m.locs, m.logits, m.covariance_type
-    return lambda x: _safe_logsumexp(log_gaussian_kernel(x, locs, prec, t) + logits)
-
-
-def _safe_logsumexp(a):
-    """``logsumexp`` over the last axis, ``-inf`` with gradient 0 where every term is -inf."""
-    return logsumexp_last(a)
+    return lambda x: logsumexp_last(log_gaussian_kernel(x, locs, prec, t) + logits)
 
 
 def kernel_cost(d) -> int:

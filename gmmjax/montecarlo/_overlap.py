@@ -73,10 +73,10 @@ import jax
 import jax.numpy as jnp
 
 from gmmjax._linalg import cholesky_factors
+from gmmjax._reduce import logsumexp_last
 from gmmjax.gaussian import log_gaussian_kernel
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import (
-    _safe_logsumexp,
     expectation,
     fold_sums,
     sum_over_chunks,
@@ -243,7 +243,7 @@ def js_overlap(p: GaussianMixture, q: GaussianMixture, key, num_samples: int, *,
         ker_p = log_gaussian_kernel(x, p.locs, pc_p, p.covariance_type)
         ker_q = log_gaussian_kernel(x, q.locs, pc_q, q.covariance_type)
         tp, tq = ker_p + p.logits, ker_q + q.logits
-        lp, lq = _safe_logsumexp(tp), _safe_logsumexp(tq)
+        lp, lq = logsumexp_last(tp), logsumexp_last(tq)
         # both densities underflowed (a point far from every component): no mass there
         dead = sg((lp == -jnp.inf) & (lq == -jnp.inf))
         lp, lq = jnp.where(dead, 0.0, lp), jnp.where(dead, 0.0, lq)
