@@ -31,6 +31,14 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gmmjax._kernel_full import (
+    full_block,
+    full_log_density,
+    full_parts,
+    named,
+    precisions,
+    row_chunk,
+)
 from gmmjax._linalg import (
     cholesky,
     cholesky_factors,
@@ -38,7 +46,6 @@ from gmmjax._linalg import (
     scale_tril_from_precision,
     tril_inverse,
 )
-from gmmjax._reduce import sum_last
 from gmmjax._runtime.sharding import constrain_points, mesh_active
 
 __all__ = [
@@ -151,80 +158,36 @@ def log_gaussian_kernel(
       >>> out.shape
       (4, 3)
     """
-    return _kernel_function(locs, prec, covariance_type)(x)
+    return kernel_function(locs, prec, covariance_type)(x)
 
 
-def _kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
+def kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
     """``x -> log_gaussian_kernel(x, locs, prec, covariance_type)``, parameter work done once.
 
-    The full type's parameter-only arrays (the ``(D, K·D)`` factor matrix, the centred
-    means projected by their factors, ``log|P|``) are computed once, before the row
-    blocks, not inside every block of the ``lax.map``.
+    Create it outside a loop over chunks of points and call it inside: the full type's
+    precision matrices ``Λ_k = P_k P_kᵀ`` (its derivative's input,
+    :mod:`gmmjax._kernel_full`) are then formed once, and under ``grad`` their
+    ``K·D³`` products run once, not in every chunk's reverse pass. The output carries
+    the checkpoint name :data:`gmmjax._kernel_full.KERNEL_NAME`.
     """
     precision = _PRECISION.get()
     if covariance_type == "full":
         with jax.default_matmul_precision(precision):
-            parts = _full_parts(locs, prec)
-        block = lambda xc: _full_kernel(xc, parts)  # noqa: E731
-    else:
-        block = lambda xc: _kernel(xc, locs, prec, covariance_type)  # noqa: E731
+            lam = precisions(prec)
 
     def apply(x):
         # split over the devices of a ``mesh=`` call (gmmjax._runtime.sharding)
         x = constrain_points(x)
+        if covariance_type == "full":
+            rows = None if mesh_active() else row_chunk(locs.shape, covariance_type)
+            return named(full_log_density(x, locs, prec, lam, rows, precision))
         with jax.default_matmul_precision(precision):
-            n = x.shape[0]
-            c = _row_chunk(locs.shape, covariance_type)
-            if c is None or n < 2 * c or mesh_active():
-                return block(x)
-            # cache-sized row blocks: the (c, K, D) intermediate stays in cache, so the GEMM
-            # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
-            # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
-            d = x.shape[-1]
-            pad = -n % c
-            xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))]) if pad else x
-            out = jax.lax.map(block, xp.reshape(-1, c, d))
-            return out.reshape(-1, locs.shape[0])[:n]
+            return named(_kernel(x, locs, prec, covariance_type))
 
     return apply
 
 
-# ~4 MiB of float32: the (rows, K, D) block of the full type. 1 MiB was the best size on
-# the earlier CPU; on this box's (2 MiB L2, 480 MiB L3) 4 MiB reaches 58-60% of GEMM at
-# D = K = 64 against 48% (benchmarks/RESULTS.md, "Larger blocks and chunks")
-_CACHE_FLOATS = 1 << 20
-
-
-def _row_chunk(locs_shape, covariance_type) -> int | None:
-    """Rows per block for the full type (a power of two in [64, 4096], or 2^16 where the
-    kernel is elementwise-bound); None otherwise."""
-    if covariance_type != "full":
-        return None
-    k, d = locs_shape
-    if k * d <= 32 or d == 1:
-        # elementwise-bound, not GEMM-bound: XLA spreads one large loop over the CPU's
-        # threads but not a loop inside lax.map (2-3x at D = 2, K = 5 and D = 1, K = 64,
-        # benchmarks/RESULTS.md); blocks of 2^16 rows only bound the memory
-        return 1 << 16
-    rows = max(64, min(4096, _CACHE_FLOATS // max(1, k * d)))
-    return 1 << (rows.bit_length() - 1)
-
-
-def _full_parts(locs, prec):
-    """Parameter-only arrays of the full kernel: centre, (D, K·D) factors, μ_kᵀP_k, log|P|."""
-    k, d = locs.shape
-    center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
-    p_flat = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
-    m = jnp.einsum("kd,kde->ke", locs - center, prec)
-    return center, p_flat, m, _log_det_prec(prec, "full", d)
-
-
-def _full_kernel(x, parts):
-    """The full type on ``(N, D)`` points: one GEMM ``(N, D) @ (D, K·D)`` and a reduction."""
-    center, p_flat, m, log_det = parts
-    n, d = x.shape
-    y = ((x - center) @ p_flat).reshape(n, m.shape[0], d) - m[None]
-    return -0.5 * sum_last(y * y) + log_det - 0.5 * d * _LOG_2PI
+_row_chunk = row_chunk  # the name benchmarks/bench_kernel_blocks.py imports
 
 
 def _kernel(x, locs, prec, covariance_type):
@@ -232,7 +195,7 @@ def _kernel(x, locs, prec, covariance_type):
         z = (x[:, None] - locs[None, :]) * prec[None, :]
         return -0.5 * z * z + jnp.log(prec)[None, :] - 0.5 * _LOG_2PI
     if covariance_type == "full":
-        return _full_kernel(x, _full_parts(locs, prec))
+        return full_block(x, full_parts(locs, prec))
     d = x.shape[-1]
     center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
     xc = x - center

@@ -24,13 +24,16 @@ sample variance):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from gmmjax._kernel_full import KERNEL_NAME
 from gmmjax._reduce import logsumexp_last
-from gmmjax.gaussian import log_gaussian_kernel
+from gmmjax.gaussian import kernel_function
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo.sampling import (
     block_info,
@@ -79,8 +82,8 @@ def log_density(d, *, stop: bool = False):
         d = jax.tree_util.tree_map(jax.lax.stop_gradient, d)
     if m is None:
         return d.log_prob
-    prec, locs, logits, t = m.precisions_cholesky, m.locs, m.logits, m.covariance_type
-    return lambda x: logsumexp_last(log_gaussian_kernel(x, locs, prec, t) + logits)
+    kernel = kernel_function(m.locs, m.precisions_cholesky, m.covariance_type)
+    return lambda x: logsumexp_last(kernel(x) + m.logits)
 
 
 def kernel_cost(d) -> int:
@@ -187,15 +190,45 @@ def _combine(method, n, mean, m2, logits, replicates):
     return v[0], jnp.sqrt(se2)
 
 
+# the kernel matrices a chunked gradient keeps: at most 2²⁵ floats (128 MiB) each, over
+# all chunks; past that, memory stays bounded and the reverse pass recomputes them
+_KEEP_FLOATS = 1 << 25
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeepKernels:
+    """``jax.checkpoint`` policy: save the kernel outputs (:data:`KERNEL_NAME`) of a chunk
+    when ``n_chunks`` copies of each stay within :data:`_KEEP_FLOATS`; nothing else."""
+
+    n_chunks: int
+
+    def __call__(self, prim, *avals, **params):
+        # the primitive of jax.ad_checkpoint.checkpoint_name is called "name"
+        if prim.name != "name" or params.get("name") != KERNEL_NAME:
+            return False
+        return math.prod(avals[0].shape) * self.n_chunks <= _KEEP_FLOATS
+
+
+def map_chunks(one_chunk, n_chunks: int):
+    """``lax.map`` of the checkpointed ``one_chunk`` over ``c < n_chunks`` (one call if 1).
+
+    The reverse pass recomputes a chunk rather than store its intermediates (memory
+    stays bounded), except its ``(C, K)`` kernel matrices while they fit the budget of
+    :class:`_KeepKernels`: with them, and the full kernel's derivative through the
+    precisions (:mod:`gmmjax._kernel_full`), no GEMM of the forward pass runs twice.
+    ``value_and_grad`` of KL at D = K = 64: 4.2× -> 3.0× the value (``benchmarks/RESULTS.md``).
+    """
+    if n_chunks == 1:
+        return jax.tree_util.tree_map(lambda a: a[None], one_chunk(0))
+    policy = _KeepKernels(n_chunks)
+    return jax.lax.map(jax.checkpoint(one_chunk, policy=policy), jnp.arange(n_chunks))
+
+
 def sum_over_chunks(one_chunk, n_chunks: int):
-    """Sum the pytree ``one_chunk(c)`` over ``c < n_chunks``: one ``lax.map`` of the
-    checkpointed chunk (its backward pass recomputes it instead of storing it)."""
+    """Sum the pytree ``one_chunk(c)`` over ``c < n_chunks`` (:func:`map_chunks`)."""
     if n_chunks == 1:
         return one_chunk(0)
-    return jax.tree_util.tree_map(
-        lambda a: jnp.sum(a, axis=0),
-        jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)),
-    )
+    return jax.tree_util.tree_map(lambda a: jnp.sum(a, axis=0), map_chunks(one_chunk, n_chunks))
 
 
 def fold_sums(v, mask, comp, first_unit, per_block: int, k: int):
@@ -302,7 +335,7 @@ def expectation(d, key, num_samples: int, method: str, h_fn, *, chunk: int, log_
     if n_chunks == 1:
         st = one_chunk(0)
     else:
-        st = _merge(jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)), log_mode)
+        st = _merge(map_chunks(one_chunk, n_chunks), log_mode)
     # every plan uses exactly the points asked for (see make_layout)
     return _finish(st, method, m.logits, layout.replicates, log_mode) + (num_samples,)
 
@@ -335,5 +368,5 @@ def _generic_expectation(d, key, num_samples, h_fn, chunk, log_mode):
     if n_chunks == 1:
         st = one_chunk(0)
     else:
-        st = _merge(jax.lax.map(jax.checkpoint(one_chunk), jnp.arange(n_chunks)), log_mode)
+        st = _merge(map_chunks(one_chunk, n_chunks), log_mode)
     return _finish(st, "iid", None, 1, log_mode) + (num_samples,)

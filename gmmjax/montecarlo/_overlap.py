@@ -74,7 +74,7 @@ import jax.numpy as jnp
 
 from gmmjax._linalg import cholesky_factors
 from gmmjax._reduce import logsumexp_last
-from gmmjax.gaussian import log_gaussian_kernel
+from gmmjax.gaussian import kernel_function
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import (
     expectation,
@@ -237,11 +237,12 @@ def js_overlap(p: GaussianMixture, q: GaussianMixture, key, num_samples: int, *,
     sg = jax.lax.stop_gradient
     log_a = jnp.log1p(-ALPHA)
 
-    pc_p, pc_q = p.precisions_cholesky, q.precisions_cholesky  # once, not per chunk
+    # the factors once, not per chunk
+    kern_p = kernel_function(p.locs, p.precisions_cholesky, p.covariance_type)
+    kern_q = kernel_function(q.locs, q.precisions_cholesky, q.covariance_type)
 
     def ratio(x):
-        ker_p = log_gaussian_kernel(x, p.locs, pc_p, p.covariance_type)
-        ker_q = log_gaussian_kernel(x, q.locs, pc_q, q.covariance_type)
+        ker_p, ker_q = kern_p(x), kern_q(x)
         tp, tq = ker_p + p.logits, ker_q + q.logits
         lp, lq = logsumexp_last(tp), logsumexp_last(tq)
         # both densities underflowed (a point far from every component): no mass there
