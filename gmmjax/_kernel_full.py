@@ -38,7 +38,16 @@ from jax.custom_derivatives import SymbolicZero
 
 from gmmjax._reduce import sum_last
 
-__all__ = ["KERNEL_NAME", "full_log_density", "full_parts", "full_block", "precisions", "row_chunk"]
+__all__ = [
+    "KERNEL_NAME",
+    "full_log_density",
+    "full_parts",
+    "full_block",
+    "gemm_bound",
+    "in_blocks",
+    "precisions",
+    "row_chunk",
+]
 
 #: ``jax.ad_checkpoint.checkpoint_name`` of every kernel output: the chunked estimators'
 #: ``jax.checkpoint`` saves these ``(N, K)`` matrices rather than recompute their GEMMs.
@@ -52,13 +61,18 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _CACHE_FLOATS = 1 << 20
 
 
+def gemm_bound(k: int, d: int) -> bool:
+    """Whether the full kernel's cost is its GEMMs (else the elementwise work is)."""
+    return k * d > 32 and d > 1
+
+
 def row_chunk(locs_shape, covariance_type) -> int | None:
     """Rows per block for the full type (a power of two in [64, 4096], or 2^16 where the
     kernel is elementwise-bound); None otherwise."""
     if covariance_type != "full":
         return None
     k, d = locs_shape
-    if k * d <= 32 or d == 1:
+    if not gemm_bound(k, d):
         # elementwise-bound, not GEMM-bound: XLA spreads one large loop over the CPU's
         # threads but not a loop inside lax.map (2-3x at D = 2, K = 5 and D = 1, K = 64,
         # benchmarks/RESULTS.md); blocks of 2^16 rows only bound the memory
@@ -106,17 +120,23 @@ def full_log_density(x, locs, prec, lam, rows: int | None, precision: str):
     """
     del lam
     with jax.default_matmul_precision(precision):
-        parts = full_parts(locs, prec)
-        n, d = x.shape
-        if rows is None or n < 2 * rows:
-            return full_block(x, parts)
-        # cache-sized row blocks: the (rows, K, D) intermediate stays in cache, so the GEMM
-        # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
-        # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
-        pad = -n % rows
-        xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))]) if pad else x
-        out = jax.lax.map(lambda xc: full_block(xc, parts), xp.reshape(-1, rows, d))
-        return out.reshape(-1, locs.shape[0])[:n]
+        return in_blocks(x, locs, prec, rows)
+
+
+def in_blocks(x, locs, prec, rows: int | None):
+    """The full kernel's value in blocks of ``rows`` points (one block if None), by the
+    GEMM form; plain autodiff differentiates it (``gemm_bound`` false)."""
+    parts = full_parts(locs, prec)
+    n, d = x.shape
+    if rows is None or n < 2 * rows:
+        return full_block(x, parts)
+    # cache-sized row blocks: the (rows, K, D) intermediate stays in cache, so the GEMM
+    # stays compute-bound (7x faster than one (N, K, D) pass at D = K = 32, measured
+    # in benchmarks/RESULTS.md); pad with copies of a real point to stay finite
+    pad = -n % rows
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))]) if pad else x
+    out = jax.lax.map(lambda xc: full_block(xc, parts), xp.reshape(-1, rows, d))
+    return out.reshape(-1, locs.shape[0])[:n]
 
 
 def _flat(a):
