@@ -374,11 +374,16 @@ class GaussianMixture(MomentsMixin, Distribution):
         """
         if not self._validate_args:
             return method_call(self, "_per_point", (value,), ("log_prob",))
-        # NumPyro's validate_sample, inside the same compiled program
-        lp, ok = method_call(self, "_log_prob_in_support", (value,))
-        if isinstance(ok, jax.core.Tracer) and not isinstance(value, jax.core.Tracer):
-            with jax.ensure_compile_time_eval():  # a constant inside the caller's jit
-                ok = jnp.all(self.support(jnp.asarray(value)))
+        traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(self))
+        if isinstance(value, jax.core.Tracer) or not traced:  # NumPyro's validate_sample,
+            lp, ok = method_call(self, "_log_prob_in_support", (value,))  # in the program
+        else:  # data closed over by the caller's jit: checked here; in the program XLA
+            # folds the check over the whole constant (+4.5 s to compile at N = 10⁵, D = 64)
+            with jax.ensure_compile_time_eval():
+                mask = self.support(jnp.asarray(value))
+                ok = bool(jnp.all(mask))
+            lp = method_call(self, "_per_point", (value,), ("log_prob",))
+            lp = lp if ok else jnp.where(mask, lp, -jnp.inf)
         if not isinstance(ok, jax.core.Tracer) and not bool(ok):
             warnings.warn(
                 "Out-of-support values provided to log prob method. "
@@ -424,22 +429,13 @@ class GaussianMixture(MomentsMixin, Distribution):
 
 
 @vmap_over.register
-def _vmap_over_gaussian_mixture(
-    d: GaussianMixture,
-    weights=None,
-    locs=None,
-    covariance_matrix=None,
-    logits=None,
-    precision_matrix=None,
-    scale_tril=None,
-    scale=None,
-):
-    """Axes of a mixture's leaves from the axes of its constructor arguments."""
+def _vmap_over_gaussian_mixture(d: GaussianMixture, **axes_of):
+    """Axes of a mixture's leaves from the axes of its constructor arguments (by name)."""
+    first = lambda *names: next((axes_of[n] for n in names if axes_of.get(n) is not None), None)  # noqa: E731
     axes = copy.copy(d)
-    axes.logits = weights if weights is not None else logits
-    axes.locs = locs
-    cov = [a for a in (covariance_matrix, precision_matrix, scale_tril, scale) if a is not None]
-    axes.scale_param = cov[0] if cov else None
+    axes.logits = first("weights", "logits")
+    axes.locs = axes_of.get("locs")
+    axes.scale_param = first("covariance_matrix", "precision_matrix", "scale_tril", "scale")
     return axes
 
 
