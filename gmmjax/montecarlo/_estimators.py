@@ -216,7 +216,8 @@ def map_chunks(one_chunk, n_chunks: int):
     stays bounded), except its ``(C, K)`` kernel matrices while they fit the budget of
     :class:`_KeepKernels`: with them, and the full kernel's derivative through the
     precisions (:mod:`gmmjax._kernel_full`), no GEMM of the forward pass runs twice.
-    ``value_and_grad`` of KL at D = K = 64: 4.2× -> 3.0× the value (``benchmarks/RESULTS.md``).
+    ``value_and_grad`` / value of KL: 4.3× -> 3.4× at D = K = 64, 3.4× -> 2.7× at D = 16,
+    K = 32 (``benchmarks/RESULTS.md``).
     """
     if n_chunks == 1:
         return jax.tree_util.tree_map(lambda a: a[None], one_chunk(0))

@@ -237,7 +237,7 @@ def js_overlap(p: GaussianMixture, q: GaussianMixture, key, num_samples: int, *,
     sg = jax.lax.stop_gradient
     log_a = jnp.log1p(-ALPHA)
 
-    # the factors once, not per chunk
+    # the factors (and the full type's precision matrices) once, not per chunk
     kern_p = kernel_function(p.locs, p.precisions_cholesky, p.covariance_type)
     kern_q = kernel_function(q.locs, q.precisions_cholesky, q.covariance_type)
 
