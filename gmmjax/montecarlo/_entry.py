@@ -49,6 +49,13 @@ def _check_common(dists, num_samples, method, chunk_size):
                 "expected a GaussianMixture or a NumPyro distribution with sample and "
                 f"log_prob, got {type(d).__name__}"
             )
+        if m is not None:
+            # log-weights normalized inside the differentiated function, as the batched
+            # path (_flatten) and NumPyro's Categorical do: the gradient in ``logits``
+            # is then the same for one pair and for a batch, and sums to zero
+            m = type(m).from_params(
+                m.logits, m.locs, m.scale_param, m.covariance_type, validate_args=m._validate_args
+            )
         conv.append(d if m is None else m)
     if method == "auto":
         method = auto_method(max(1, math.prod(conv[0].event_shape)))
