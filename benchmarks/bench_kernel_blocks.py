@@ -1,6 +1,6 @@
 """The full-covariance kernel in one (N, K, D) pass against cache-sized row blocks.
 
-``log_gaussian_kernel`` splits N points into blocks of ``gaussian._row_chunk`` rows
+``log_gaussian_kernel`` splits N points into blocks of ``_kernel_full.row_chunk`` rows
 (about 1 MiB of (rows, K, D) intermediate); this compares that with one pass over all
 points (``gaussian._kernel``), with fixed block sizes, and with the centring folded into
 the product (a column of ones on the points, a row of ``-μ_kᵀP_k`` on the factor), in one
@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gmmjax.gaussian import _kernel, _row_chunk, log_gaussian_kernel, precision_cholesky
+from gmmjax._kernel_full import full_block, full_parts, row_chunk
+from gmmjax.gaussian import log_gaussian_kernel, precision_cholesky
 
 
 def _augmented(x, locs, prec):
@@ -46,15 +47,15 @@ def main(d=32, k=32, repeats=5, one_pass=True, n=100_000):
     tril = jnp.asarray(np.tril(rng.normal(size=(k, d, d)) * 0.1) + np.eye(d), jnp.float32)
     prec = precision_cholesky(tril)
 
-    def blocked(x, c, fn=lambda xc: _kernel(xc, locs, prec, "full")):
+    def blocked(x, c, fn=lambda xc: full_block(xc, full_parts(locs, prec))):
         pad = -n % c
         xp = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)]).reshape(-1, c, d)
         return jax.lax.map(fn, xp).reshape(-1, k)[:n]
 
-    c0 = _row_chunk((k, d), "full")
+    c0 = row_chunk((k, d), "full")
     fs = {}
     if one_pass:
-        fs["one pass"] = jax.jit(lambda x: _kernel(x, locs, prec, "full"))
+        fs["one pass"] = jax.jit(lambda x: full_block(x, full_parts(locs, prec)))
     fs[f"default ({c0} rows)"] = jax.jit(lambda x: log_gaussian_kernel(x, locs, prec, "full"))
     for c in sorted({max(64, c0 // 2), 2 * c0, 1024}):
         fs[f"{c} rows"] = jax.jit(lambda x, c=c: blocked(x, c))

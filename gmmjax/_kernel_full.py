@@ -45,6 +45,7 @@ __all__ = [
     "full_block",
     "gemm_bound",
     "in_blocks",
+    "log_det_triangular",
     "precisions",
     "row_chunk",
 ]
@@ -81,14 +82,18 @@ def row_chunk(locs_shape, covariance_type) -> int | None:
     return 1 << (rows.bit_length() - 1)
 
 
+def log_det_triangular(prec):
+    """``log|P|`` of triangular factors ``(..., D, D)``: the sum of the logs of the diagonal."""
+    return jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)
+
+
 def full_parts(locs, prec):
     """Parameter-only arrays of the full kernel: centre, (D, K·D) factors, μ_kᵀP_k, log|P|."""
     k, d = locs.shape
     center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
     p_flat = jnp.transpose(prec, (1, 0, 2)).reshape(d, k * d)
     m = jnp.einsum("kd,kde->ke", locs - center, prec)
-    log_det = jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)
-    return center, p_flat, m, log_det
+    return center, p_flat, m, log_det_triangular(prec)
 
 
 def full_block(x, parts):

@@ -32,11 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from gmmjax._kernel_full import (
-    full_block,
     full_log_density,
-    full_parts,
     gemm_bound,
     in_blocks,
+    log_det_triangular,
     named,
     precisions,
     row_chunk,
@@ -125,7 +124,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def _log_det_prec(prec: jax.Array, covariance_type: str, d: int) -> jax.Array:
     """``log|P|`` per component: shape ``(K,)`` (``()`` for tied)."""
     if covariance_type in ("full", "tied"):
-        return jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)
+        return log_det_triangular(prec)
     if covariance_type == "diag":
         return jnp.sum(jnp.log(prec), axis=-1)
     return d * jnp.log(prec)  # spherical, univariate
@@ -195,15 +194,10 @@ def kernel_function(locs: jax.Array, prec: jax.Array, covariance_type: str):
     return apply
 
 
-_row_chunk = row_chunk  # the name benchmarks/bench_kernel_blocks.py imports
-
-
 def _kernel(x, locs, prec, covariance_type):
     if covariance_type == "univariate":
         z = (x[:, None] - locs[None, :]) * prec[None, :]
         return -0.5 * z * z + jnp.log(prec)[None, :] - 0.5 * _LOG_2PI
-    if covariance_type == "full":
-        return full_block(x, full_parts(locs, prec))
     d = x.shape[-1]
     center = jax.lax.stop_gradient(jnp.mean(locs, axis=0))
     xc = x - center

@@ -170,7 +170,7 @@ def test_matmul_precision_is_part_of_the_cache_key():
 @pytest.mark.numerics
 def test_kernel_at_highest_precision_matches_scipy():
     # K·D = 512 gives row blocks of 512, so 1,100 points take the blocked path with a
-    # padded last block (gaussian._row_chunk)
+    # padded last block (_kernel_full.row_chunk)
     from scipy.stats import multivariate_normal
 
     rng = np.random.default_rng(3)

@@ -210,7 +210,7 @@ class _KeepKernels:
 
 
 def map_chunks(one_chunk, n_chunks: int):
-    """``lax.map`` of the checkpointed ``one_chunk`` over ``c < n_chunks`` (one call if 1).
+    """``lax.map`` of the checkpointed ``one_chunk`` over ``c < n_chunks`` (``n_chunks > 1``).
 
     The reverse pass recomputes a chunk rather than store its intermediates (memory
     stays bounded), except its ``(C, K)`` kernel matrices while they fit the budget of
@@ -219,8 +219,6 @@ def map_chunks(one_chunk, n_chunks: int):
     ``value_and_grad`` / value of KL: 4.3× -> 3.4× at D = K = 64, 3.4× -> 2.7× at D = 16,
     K = 32 (``benchmarks/RESULTS.md``).
     """
-    if n_chunks == 1:
-        return jax.tree_util.tree_map(lambda a: a[None], one_chunk(0))
     policy = _KeepKernels(n_chunks)
     return jax.lax.map(jax.checkpoint(one_chunk, policy=policy), jnp.arange(n_chunks))
 
