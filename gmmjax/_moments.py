@@ -43,6 +43,22 @@ class MomentsMixin:
     """
 
     @_compiled_property
+    def log_weights(self) -> jax.Array:
+        """``(..., K)`` normalized log-weights: the ``logits`` leaf minus its logsumexp.
+
+        The leaf is normalized when a mixture is built, but an update of the pytree
+        (``optax.apply_updates``, a gradient step on the leaves) shifts it. Densities,
+        moments, bounds and exports read the weights here, so they depend on the leaf
+        only up to that constant, as NumPyro's ``Categorical`` does with its logits.
+        """
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    @_compiled_property
+    def weights(self) -> jax.Array:
+        """``(..., K)`` mixture weights (on a gradient pytree: meaningless, read `params`)."""
+        return jnp.exp(self.log_weights)
+
+    @_compiled_property
     def component_scale_tril(self) -> jax.Array:
         """``(..., K, D, D)`` dense lower Cholesky factors (``(..., K)`` std devs in 1-D)."""
         t, s, k = self.covariance_type, self.scale_param, self.n_components

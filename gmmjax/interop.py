@@ -103,7 +103,8 @@ def _sk_arrays(logits, locs, scale, covariance_type):
 
     logits, locs, scale = _np(logits), _np(locs), _np(scale)
     t = covariance_type
-    weights = np.exp(logits)
+    weights = np.exp(logits - logits.max())  # the leaf may be shifted (log_weights)
+    weights = weights / weights.sum()
     if t == "univariate":
         locs, t = locs[:, None], "spherical"
     if t in ("full", "tied"):

@@ -6,10 +6,9 @@ are refused by name), ``covariance_type``, ``dtype`` (``"float32"``/``"float64"`
 optional), ``weights`` ``(..., K)``, ``means`` ``(..., K, D)`` (``(..., K)`` univariate)
 and ``covariances`` in scikit-learn's ``covariances_`` layout (``(..., K, D, D)`` full,
 ``(..., D, D)`` tied, ``(..., K, D)`` diag, ``(..., K)`` spherical/univariate variances).
-The optional ``exact`` block ``{"log_weights", "scale"}`` holds the stored
-parametrization (normalized log-weights; Cholesky factors or standard deviations); it is
-loaded as is, so a mixture round-trips bit for bit, and must agree with the other
-fields. A zero weight's log-weight ``-inf`` is written ``"-inf"`` in JSON.
+The optional ``exact`` block ``{"log_weights", "scale"}`` holds the stored parametrization
+(normalized log-weights; Cholesky factors or std devs), loaded as is (a mixture round-trips
+bit for bit); it must agree with the other fields. A zero weight's ``-inf`` is ``"-inf"``.
 
 The first block of fields is exactly scikit-learn's ``weights_``, ``means_`` and
 ``covariances_``, so a file written by hand from a fitted
@@ -88,10 +87,14 @@ def _arrays(mixture) -> dict[str, Any]:
     scale = np.asarray(mixture.scale_param)
     t = mixture.covariance_type
     s64 = scale.astype(np.float64)
+    lw = logits.astype(np.float64)  # a leaf shifted by a gradient step is saved normalized
+    lw, fin = lw - np.logaddexp.reduce(lw, axis=-1, keepdims=True), np.isfinite(lw)
+    if np.any(np.abs(lw[fin] - logits[fin]) > 1e-6):  # else as is: bit for bit on loading
+        logits = lw.astype(logits.dtype)
     return {
         "covariance_type": t,
         "dtype": str(logits.dtype),
-        "weights": np.exp(logits.astype(np.float64)),
+        "weights": np.exp(lw),
         "means": np.asarray(mixture.locs).astype(np.float64),
         "covariances": _covariances_from_scale(s64, t),
         "exact": {"log_weights": logits, "scale": scale},

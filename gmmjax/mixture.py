@@ -298,9 +298,10 @@ class GaussianMixture(MomentsMixin, Distribution):
         )
 
     def _full_leaves(self):
-        """The leaves broadcast to ``batch_shape`` (they may differ after ``vmap_over``)."""
+        """The leaves broadcast to ``batch_shape`` (they may differ after ``vmap_over``),
+        the log-weights normalized (`log_weights`)."""
         b, nsp, ev = self.batch_shape, SCALE_NDIM[self.covariance_type], self._ev
-        lg, lc, sp = self.logits, self.locs, self.scale_param
+        lg, lc, sp = jax.nn.log_softmax(self.logits, -1), self.locs, self.scale_param
         return (
             jnp.broadcast_to(lg, b + lg.shape[-1:]),
             jnp.broadcast_to(lc, b + lc.shape[lc.ndim - 1 - ev :]),
@@ -320,12 +321,6 @@ class GaussianMixture(MomentsMixin, Distribution):
     def dim(self) -> int:
         """The event dimension ``D`` (1 for a univariate mixture)."""
         return 1 if self.covariance_type == "univariate" else self.locs.shape[-1]
-
-    @property
-    def weights(self) -> jax.Array:
-        """``(..., K)`` mixture weights (on a gradient pytree: meaningless, read `params`)."""
-        # one op: one program per shape (a compiled property: one per type and leaf shapes)
-        return jnp.exp(self.logits)
 
     @_compiled_property
     def precisions_cholesky(self) -> jax.Array:

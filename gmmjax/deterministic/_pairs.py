@@ -100,7 +100,7 @@ def dense(m: GaussianMixture) -> Dense:
         loc = m.locs
         tril = m.component_scale_tril
     cov = tril @ jnp.swapaxes(tril, -1, -2)
-    return Dense(m.logits, loc, tril, cov)
+    return Dense(m.log_weights, loc, tril, cov)
 
 
 def entropies(a: Dense) -> jax.Array:

@@ -72,7 +72,7 @@ def _stratified_elbo(q: GaussianMixture, log_joint, key, num_samples: int, stl: 
     z, comp, counts = _draw_stratified(q, key, num_samples)
     f = log_density(q, stop=stl)(z) - log_joint(z)
     n = jnp.maximum(counts, 1).astype(z.dtype)  # a dead component has no point to divide
-    coef = jnp.exp(q.logits)[comp] / n[comp]
+    coef = q.weights[comp] / n[comp]
     return jnp.sum(coef * f)
 
 
@@ -89,7 +89,7 @@ def _siwae_loss(q: GaussianMixture, log_joint, key, num_samples: int, inner: int
     z = q.locs[None, :, None, :] + jnp.einsum("ade,rate->ratd", q.component_scale_tril, eps)
     z = z.reshape(-1, d)
     log_w = (log_joint(z) - q.log_prob(z)).reshape(reps, k, inner)
-    bound = logsumexp(log_w + q.logits[None, :, None], axis=(1, 2)) - jnp.log(inner)
+    bound = logsumexp(log_w + q.log_weights[None, :, None], axis=(1, 2)) - jnp.log(inner)
     return -jnp.mean(bound)
 
 
