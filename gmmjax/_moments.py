@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr, logsumexp
 
-from gmmjax._params import SCALE_NDIM
+from gmmjax._params import SCALE_NDIM, factor
 from gmmjax._runtime.compile import method_call
 from gmmjax.gaussian import cholesky, tril_inverse
 
@@ -61,7 +61,8 @@ class MomentsMixin:
     @_compiled_property
     def component_scale_tril(self) -> jax.Array:
         """``(..., K, D, D)`` dense lower Cholesky factors (``(..., K)`` std devs in 1-D)."""
-        t, s, k = self.covariance_type, self.scale_param, self.n_components
+        t, k = self.covariance_type, self.n_components
+        s = factor(self.scale_param, t)
         if t == "full" or t == "univariate":
             return s
         if t == "tied":
@@ -81,7 +82,7 @@ class MomentsMixin:
     @_compiled_property
     def component_variances(self) -> jax.Array:
         """``(..., K, D)`` diagonal of each component covariance (``(..., K)`` in 1-D)."""
-        t, s = self.covariance_type, self.scale_param
+        t, s = self.covariance_type, factor(self.scale_param, self.covariance_type)
         if t in ("univariate", "diag"):
             return s**2
         if t == "full":

@@ -33,6 +33,14 @@ COV_ARGS = ("covariance_matrix", "precision_matrix", "scale_tril", "scale")
 POSITIONAL = ("weights", "locs", "covariance_matrix")
 
 
+def factor(scale_param, covariance_type: str):
+    """The leaf ``scale_param`` as every computation reads it: only the lower triangle of a
+    full or tied factor. A gradient step on the pytree cannot then make sampling (which
+    multiplies by the factor) and the density (a triangular solve) disagree: the upper
+    triangle gets a zero gradient everywhere and stays as it was."""
+    return jnp.tril(scale_param) if covariance_type in ("full", "tied") else scale_param
+
+
 def arg_constraints_for(covariance_type: str) -> dict:
     """Constraints keyed by constructor argument for one covariance type.
 

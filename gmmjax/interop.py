@@ -103,6 +103,7 @@ def _sk_arrays(logits, locs, scale, covariance_type):
 
     logits, locs, scale = _np(logits), _np(locs), _np(scale)
     t = covariance_type
+    scale = np.tril(scale) if t in ("full", "tied") else scale  # as _params.factor reads it
     weights = np.exp(logits - logits.max())  # the leaf may be shifted (log_weights)
     weights = weights / weights.sum()
     if t == "univariate":

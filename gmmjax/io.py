@@ -84,9 +84,8 @@ def _arrays(mixture) -> dict[str, Any]:
             f"got {type(mixture).__name__}"
         )
     logits = np.asarray(mixture.logits)
-    scale = np.asarray(mixture.scale_param)
-    t = mixture.covariance_type
-    s64 = scale.astype(np.float64)
+    scale, t = np.asarray(mixture.scale_param), mixture.covariance_type
+    scale = np.tril(scale) if t in ("full", "tied") else scale  # as _params.factor reads it
     lw = logits.astype(np.float64)  # a leaf shifted by a gradient step is saved normalized
     lw, fin = lw - np.logaddexp.reduce(lw, axis=-1, keepdims=True), np.isfinite(lw)
     if np.any(np.abs(lw[fin] - logits[fin]) > 1e-6):  # else as is: bit for bit on loading
@@ -96,7 +95,7 @@ def _arrays(mixture) -> dict[str, Any]:
         "dtype": str(logits.dtype),
         "weights": np.exp(lw),
         "means": np.asarray(mixture.locs).astype(np.float64),
-        "covariances": _covariances_from_scale(s64, t),
+        "covariances": _covariances_from_scale(scale.astype(np.float64), t),
         "exact": {"log_weights": logits, "scale": scale},
     }
 

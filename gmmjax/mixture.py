@@ -299,9 +299,10 @@ class GaussianMixture(MomentsMixin, Distribution):
 
     def _full_leaves(self):
         """The leaves broadcast to ``batch_shape`` (they may differ after ``vmap_over``),
-        the log-weights normalized (`log_weights`)."""
+        the log-weights normalized (`log_weights`), the factor lower (``_params.factor``)."""
         b, nsp, ev = self.batch_shape, SCALE_NDIM[self.covariance_type], self._ev
-        lg, lc, sp = jax.nn.log_softmax(self.logits, -1), self.locs, self.scale_param
+        lg, lc = jax.nn.log_softmax(self.logits, -1), self.locs
+        sp = _params.factor(self.scale_param, self.covariance_type)
         return (
             jnp.broadcast_to(lg, b + lg.shape[-1:]),
             jnp.broadcast_to(lc, b + lc.shape[lc.ndim - 1 - ev :]),

@@ -140,7 +140,9 @@ def _warm_state(warm, t, k, d, dt, univariate):
         )
     weights = np.asarray(warm.weights).astype(dt)
     means = np.asarray(warm.locs).astype(dt).reshape(k, d)
-    scale = np.asarray(warm.scale_param).astype(dt)
+    scale = np.asarray(warm.component_scale_tril if wt == "full" else warm.scale_param).astype(dt)
+    if wt == "tied":  # the lower triangle only (``_params.factor``)
+        scale = np.tril(scale)
     if wt == "univariate":
         scale = scale[:, None, None]
     return weights, means, {"scale": scale}, prev

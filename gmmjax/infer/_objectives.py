@@ -50,7 +50,7 @@ def _draw_stratified(q: GaussianMixture, key, num_samples: int):
     comp = jnp.repeat(jnp.arange(k), counts, total_repeat_length=num_samples)
     eps = jax.random.normal(key, (num_samples, d), dtype=q.locs.dtype)
     if q.covariance_type == "full":
-        step = jnp.einsum("nde,ne->nd", q.scale_param[comp], eps)
+        step = jnp.einsum("nde,ne->nd", jnp.tril(q.scale_param)[comp], eps)
     else:  # "diag"
         step = q.scale_param[comp] * eps
     return q.locs[comp] + step, comp, counts

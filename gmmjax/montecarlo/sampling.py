@@ -50,6 +50,7 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import erfinv
 
+from gmmjax._params import factor
 from gmmjax.mixture import GaussianMixture
 
 __all__ = [
@@ -332,7 +333,8 @@ def standard_normals(key, method: str, layout: Layout, rep, comp, first, dim: in
 
 def transform(mixture: GaussianMixture, comp: jax.Array, eps: jax.Array) -> jax.Array:
     """Points ``μ_a + L_a ε`` for blocks of component ``comp``: ``(M, B, D)`` or ``(M, B)``."""
-    t, s, locs = mixture.covariance_type, mixture.scale_param, mixture.locs
+    t, locs = mixture.covariance_type, mixture.locs
+    s = factor(mixture.scale_param, t)
     if t == "univariate":
         return locs[comp][:, None] + s[comp][:, None] * eps[..., 0]
     mu = locs[comp][:, None, :]
