@@ -34,11 +34,26 @@ POSITIONAL = ("weights", "locs", "covariance_matrix")
 
 
 def factor(scale_param, covariance_type: str):
-    """The leaf ``scale_param`` as every computation reads it: only the lower triangle of a
-    full or tied factor. A gradient step on the pytree cannot then make sampling (which
-    multiplies by the factor) and the density (a triangular solve) disagree: the upper
-    triangle gets a zero gradient everywhere and stays as it was."""
-    return jnp.tril(scale_param) if covariance_type in ("full", "tied") else scale_param
+    """The leaf ``scale_param`` as every computation reads it (numpy or jax arrays).
+
+    A gradient step on the pytree moves the leaf freely. Read this way, it still means
+    one covariance for sampling, density, moments and exports alike:
+
+    * only the lower triangle of a full or tied factor counts (its upper triangle gets a
+      zero gradient everywhere and stays as it was);
+    * signs do not count: column ``j`` of ``L`` is multiplied by the sign of ``L_jj``
+      (``(LS)(LS)ᵀ = LLᵀ``) and standard deviations are taken absolute, so a step that
+      overshoots a diagonal through zero gives the mirrored factor of the same
+      covariance, not ``log`` of a negative number (NaN).
+
+    For a leaf built by the constructor (positive diagonal, lower triangular) it returns
+    the leaf's own values.
+    """
+    xp = np if isinstance(scale_param, np.ndarray) else jnp
+    if covariance_type not in ("full", "tied"):
+        return xp.abs(scale_param)
+    low = xp.tril(scale_param)
+    return low * xp.sign(xp.diagonal(low, axis1=-2, axis2=-1))[..., None, :]
 
 
 def arg_constraints_for(covariance_type: str) -> dict:

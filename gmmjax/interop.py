@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from gmmjax._params import factor
 from gmmjax.mixture import GaussianMixture
 
 __all__ = ["from_numpyro", "from_sklearn", "to_numpyro", "to_sklearn"]
@@ -39,7 +40,7 @@ def to_numpyro(mixture: GaussianMixture) -> dist.MixtureSameFamily:
         raise TypeError(f"to_numpyro expects a GaussianMixture, got {type(mixture).__name__}")
     mixing = dist.Categorical(logits=mixture.logits)
     if mixture.covariance_type == "univariate":
-        comp = dist.Normal(mixture.locs, mixture.scale_param)
+        comp = dist.Normal(mixture.locs, mixture.component_scale_tril)
     else:
         comp = dist.MultivariateNormal(mixture.locs, scale_tril=mixture.component_scale_tril)
     return dist.MixtureSameFamily(mixing, comp)
@@ -103,7 +104,7 @@ def _sk_arrays(logits, locs, scale, covariance_type):
 
     logits, locs, scale = _np(logits), _np(locs), _np(scale)
     t = covariance_type
-    scale = np.tril(scale) if t in ("full", "tied") else scale  # as _params.factor reads it
+    scale = factor(scale, t)  # the leaf as read (lower triangle, signs)
     weights = np.exp(logits - logits.max())  # the leaf may be shifted (log_weights)
     weights = weights / weights.sum()
     if t == "univariate":

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gmmjax._params import factor
 from gmmjax.gaussian import COVARIANCE_TYPES
 from gmmjax.mixture import GaussianMixture
 
@@ -85,7 +86,7 @@ def _arrays(mixture) -> dict[str, Any]:
         )
     logits = np.asarray(mixture.logits)
     scale, t = np.asarray(mixture.scale_param), mixture.covariance_type
-    scale = np.tril(scale) if t in ("full", "tied") else scale  # as _params.factor reads it
+    scale = factor(scale, t)  # the leaf as read (lower triangle, signs): loads
     lw = logits.astype(np.float64)  # a leaf shifted by a gradient step is saved normalized
     lw, fin = lw - np.logaddexp.reduce(lw, axis=-1, keepdims=True), np.isfinite(lw)
     if np.any(np.abs(lw[fin] - logits[fin]) > 1e-6):  # else as is: bit for bit on loading

@@ -326,9 +326,8 @@ class GaussianMixture(MomentsMixin, Distribution):
     @_compiled_property
     def precisions_cholesky(self) -> jax.Array:
         """Precision Cholesky factors in the kernel layout (sklearn's ``precisions_cholesky_``)."""
-        if self.covariance_type in ("full", "tied"):
-            return precision_cholesky(self.scale_param)
-        return 1.0 / self.scale_param
+        s = _params.factor(self.scale_param, self.covariance_type)
+        return precision_cholesky(s) if self.covariance_type in ("full", "tied") else 1.0 / s
 
     # ------------------------------------------------------------ the kernel
     def _kernel_batched(self, x: jax.Array) -> jax.Array:

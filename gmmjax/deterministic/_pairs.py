@@ -95,7 +95,7 @@ def dense(m: GaussianMixture) -> Dense:
     """Dense ``(log w, μ, L, Σ)`` of one unbatched mixture; univariate becomes ``D = 1``."""
     if m.covariance_type == "univariate":
         loc = m.locs[:, None]
-        tril = m.scale_param[:, None, None]
+        tril = m.component_scale_tril[:, None, None]
     else:
         loc = m.locs
         tril = m.component_scale_tril

@@ -167,7 +167,7 @@ def _kl_ref_one(p, q, *, n_panels: int, order: int, width: float):
     dtype = p.locs.dtype
     u = jnp.asarray(u.ravel(), dtype)
     wu = jnp.asarray(np.tile(w / (2.0 * n_panels), n_panels), dtype)
-    sd = jax.lax.stop_gradient(p.scale_param)
+    sd = jax.lax.stop_gradient(p.component_scale_tril)
     mu = jax.lax.stop_gradient(p.locs)
     lo = jnp.min(mu - width * sd)
     hi = jnp.max(mu + width * sd)

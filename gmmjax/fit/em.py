@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gmmjax._params import factor
 from gmmjax._runtime.keys import as_key
 from gmmjax.fit import _check, _stats
 from gmmjax.fit._sharded import shard_data
@@ -140,9 +141,7 @@ def _warm_state(warm, t, k, d, dt, univariate):
         )
     weights = np.asarray(warm.weights).astype(dt)
     means = np.asarray(warm.locs).astype(dt).reshape(k, d)
-    scale = np.asarray(warm.component_scale_tril if wt == "full" else warm.scale_param).astype(dt)
-    if wt == "tied":  # the lower triangle only (``_params.factor``)
-        scale = np.tril(scale)
+    scale = factor(np.asarray(warm.scale_param), wt).astype(dt)  # the leaf as read
     if wt == "univariate":
         scale = scale[:, None, None]
     return weights, means, {"scale": scale}, prev

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from gmmjax._params import factor
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import log_density
 from gmmjax.montecarlo.sampling import systematic_allocation
@@ -50,9 +51,9 @@ def _draw_stratified(q: GaussianMixture, key, num_samples: int):
     comp = jnp.repeat(jnp.arange(k), counts, total_repeat_length=num_samples)
     eps = jax.random.normal(key, (num_samples, d), dtype=q.locs.dtype)
     if q.covariance_type == "full":
-        step = jnp.einsum("nde,ne->nd", jnp.tril(q.scale_param)[comp], eps)
+        step = jnp.einsum("nde,ne->nd", q.component_scale_tril[comp], eps)
     else:  # "diag"
-        step = q.scale_param[comp] * eps
+        step = factor(q.scale_param, "diag")[comp] * eps
     return q.locs[comp] + step, comp, counts
 
 

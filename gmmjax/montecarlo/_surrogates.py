@@ -42,7 +42,7 @@ def dense(m: GaussianMixture) -> Dense:
     t, k = m.covariance_type, m.n_components
     pc = m.precisions_cholesky
     if t == "univariate":
-        loc, tril, prec = m.locs[:, None], m.scale_param[:, None, None], pc[:, None, None]
+        loc, tril, prec = m.locs[:, None], m.component_scale_tril[:, None, None], pc[:, None, None]
     else:
         loc, tril, d = m.locs, m.component_scale_tril, m.dim
         eye = jnp.eye(d, dtype=pc.dtype)
