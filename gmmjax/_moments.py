@@ -208,6 +208,57 @@ class MomentsMixin:
             return self.log_cdf(value)  # raises NumPyro's NotImplementedError
         return method_call(self, "_cdf", (value,), (False,))
 
+    # ------------------------- NumPyro's mixture interface (``MixtureSameFamily``'s)
+    @property
+    def mixture_size(self) -> int:
+        """``K``, as NumPyro's mixtures name it."""
+        return self.n_components
+
+    @property
+    def mixture_dim(self) -> int:
+        """The component axis of ``component_*`` outputs (``-event_dim - 1``)."""
+        return -len(self.event_shape) - 1
+
+    @property
+    def mixing_distribution(self):
+        """NumPyro ``Categorical`` over the components (``batch_shape``)."""
+        return _numpyro_parts(self)[0]
+
+    @property
+    def component_distribution(self):
+        """NumPyro ``Normal`` (univariate) or ``MultivariateNormal`` with batch
+        ``batch_shape + (K,)``: its ``log_prob`` of ``x`` expanded at ``mixture_dim``
+        gives the unweighted component log-densities."""
+        return _numpyro_parts(self)[1]
+
+    @property
+    def component_mean(self) -> jax.Array:
+        """``batch + (K,) + event`` component means."""
+        return self._full_leaves()[1]
+
+    @property
+    def component_variance(self) -> jax.Array:
+        """``batch + (K,) + event`` component variances (covariance diagonals)."""
+        return jnp.broadcast_to(self.component_variances, self.component_mean.shape)
+
+    def component_sample(self, key, sample_shape=()) -> jax.Array:
+        """One draw from every component: ``sample_shape + batch + (K,) + event``."""
+        shape = tuple(sample_shape) + self.batch_shape + (self.n_components,)
+        return self.component_distribution.expand(shape).sample(key)
+
+    def component_cdf(self, samples) -> jax.Array:
+        """``Φ((x - μ_k)/σ_k)`` of a univariate mixture: ``sample + batch + (K,)``."""
+        if self.covariance_type != "univariate":
+            return self.log_cdf(samples)  # raises NumPyro's NotImplementedError
+        return self.component_distribution.cdf(jnp.expand_dims(samples, -1))
+
+
+def _numpyro_parts(m):
+    from gmmjax.interop import to_numpyro  # interop imports the mixture
+
+    d = to_numpyro(m)
+    return d.mixing_distribution, d.component_distribution
+
 
 def _leaf(a) -> str:
     if a is None or isinstance(a, (int, float, bool)):

@@ -231,6 +231,14 @@ def _checks(raw: dict, covariance_type: str, factor=None):
     return out
 
 
+def describe(value) -> str:
+    """What a wrong argument is, for a ``TypeError``: an array by its shape (a traced one
+    too: the user passed an array), anything else by its qualified class name."""
+    if isinstance(value, (np.ndarray, jax.Array)) or _is_tracer(value):
+        return f"an array of shape {tuple(np.shape(value))}"
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
 def _is_tracer(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 

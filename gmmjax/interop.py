@@ -38,11 +38,15 @@ def to_numpyro(mixture: GaussianMixture) -> dist.MixtureSameFamily:
     """
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"to_numpyro expects a GaussianMixture, got {type(mixture).__name__}")
-    mixing = dist.Categorical(logits=mixture.logits)
+    logits, locs, _ = mixture._full_leaves()  # one batch shape (vmap_over may leave more)
+    tril = mixture.component_scale_tril
+    mixing = dist.Categorical(logits=logits)
     if mixture.covariance_type == "univariate":
-        comp = dist.Normal(mixture.locs, mixture.component_scale_tril)
+        comp = dist.Normal(locs, jnp.broadcast_to(tril, locs.shape))
     else:
-        comp = dist.MultivariateNormal(mixture.locs, scale_tril=mixture.component_scale_tril)
+        comp = dist.MultivariateNormal(
+            locs, scale_tril=jnp.broadcast_to(tril, locs.shape + locs.shape[-1:])
+        )
     return dist.MixtureSameFamily(mixing, comp)
 
 
@@ -211,7 +215,8 @@ def from_sklearn(fitted, *, univariate: bool = False) -> GaussianMixture:
     _sklearn_cls()
     if not hasattr(fitted, "means_") or not hasattr(fitted, "covariances_"):
         raise ValueError(
-            "from_sklearn needs a fitted sklearn.mixture.GaussianMixture (call .fit first)"
+            f"from_sklearn needs a fitted scikit-learn mixture; this {type(fitted).__name__} "
+            "is not fitted (call .fit(X) first)"
         )
     t = fitted.covariance_type
     if t not in _SK_TYPES:

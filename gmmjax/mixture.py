@@ -345,15 +345,17 @@ class GaussianMixture(MomentsMixin, Distribution):
         return out.reshape(batch + out.shape[1:])
 
     def component_log_probs(self, x) -> jax.Array:
-        """``log N(x; μ_k, Σ_k)`` for every component: ``sample + batch + (K,)``."""
-        return method_call(self, "_per_point", (x,), ("components",))
+        """``log w_k + log N(x; μ_k, Σ_k)``, ``sample + batch + (K,)``: NumPyro's mixtures'
+        (weighted; the unweighted ``log N`` is ``component_distribution.log_prob``)."""
+        return method_call(self, "_per_point", (x,), ("weighted",))
 
     def _per_point(self, x, what: str) -> jax.Array:
-        """Component log-densities, ``log_prob`` or responsibilities at ``x``."""
+        """Component log-densities (weighted or not), ``log_prob`` or responsibilities."""
         xb, sample_shape = _params.to_batch_major(x, self.batch_shape, self.event_shape)
         comp = self._kernel_batched(xb)
         if what != "components":
             comp = comp + self._full_leaves()[0][..., None, :]
+        if what in ("log_prob", "responsibilities"):
             comp = logsumexp_last(comp) if what == "log_prob" else jax.nn.softmax(comp, -1)
         return _params.from_batch_major(len(self.batch_shape), comp, sample_shape)
 

@@ -40,7 +40,7 @@ __all__ = [
 
 # one compiled program per call signature instead of dozens of eager ops
 _log_prob = jax.jit(lambda m, x: m.log_prob(x))
-_weighted_components = jax.jit(lambda m, x: m.component_log_probs(x) + m.log_weights)
+_weighted_components = jax.jit(lambda m, x: m.component_log_probs(x))
 _moments = jax.jit(lambda m: (m.mean, m.variance))
 _closed_kl = jax.jit(lambda mu, sd: gaussian_kl(0.0, 1.0, mu, sd))  # KL(N(0,1) ‖ N(μ,σ²))
 

@@ -529,7 +529,7 @@ def test_regression_expectation_is_unbiased_with_the_known_mean_features():
     truth = 0.1 * np.sum(w * (mu[:, 0] ** 2 + cov00)) + 3.0
 
     def fn(x):
-        comp = r.component_log_probs(x)
+        comp = r.component_log_probs(x) - r.log_weights  # log N_k
         f = jnp.exp(comp - r.log_prob(x)[..., None])
         return 0.1 * x[..., 0] ** 2 + 3.0 * f[..., 0], f
 

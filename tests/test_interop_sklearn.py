@@ -103,3 +103,48 @@ def test_messages():
         to_sklearn(batched)
     with pytest.raises(ValueError, match="univariate=True needs a 1-feature"):
         from_sklearn(_sk("diag", _data()), univariate=True)
+
+
+def test_fitted_estimators_go_straight_into_the_divergences():
+    # the sklearn user's one call: KL with an error bar between two fitted models,
+    # against the recipe that needs no gmmjax (sklearn's own sample and score_samples):
+    # both estimate the same KL, so they agree within 4 combined standard errors
+    from sklearn.mixture import BayesianGaussianMixture
+
+    import gmmjax
+    import gmmjax.sklearn
+
+    x = _data()
+    a, b = _sk("full", x), _sk("diag", _data(1))
+    est = gmmjax.kl_estimate(a, b, jax.random.key(0), 4096)
+    xs = a.sample(20000)[0]
+    h = a.score_samples(xs) - b.score_samples(xs)
+    recipe, recipe_se = h.mean(), h.std() / np.sqrt(h.size)
+    assert abs(float(est.value) - recipe) < 4 * np.hypot(float(est.stderr), recipe_se)
+    # the same program as with converted mixtures, and for every kind of estimator
+    ref = gmmjax.kl_estimate(from_sklearn(a), from_sklearn(b), jax.random.key(0), 4096)
+    assert float(est.value) == float(ref.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        others = [
+            BayesianGaussianMixture(n_components=2, random_state=0).fit(x),
+            gmmjax.sklearn.GaussianMixture(2, random_state=0).fit(x),
+        ]
+    for m in others:
+        want = float(gmmjax.kl_bounds(from_sklearn(m), from_sklearn(b)).upper)
+        assert float(gmmjax.kl_bounds(m, b).upper) == want
+    # closed over by the caller's jit: converted to constants while tracing
+    f = jax.jit(lambda key: gmmjax.js_divergence(a, b, key, 256))
+    assert np.isfinite(float(f(jax.random.key(1))))
+
+
+def test_an_unfitted_estimator_or_an_array_is_named():
+    import gmmjax
+
+    b = _sk("full", _data())
+    with pytest.raises(ValueError, match=r"this GaussianMixture is not fitted \(call .fit\(X\)"):
+        gmmjax.kl_divergence(SkGM(2), b, 0, 256)
+    with pytest.raises(TypeError, match=r"got an array of shape \(3,\)"):
+        gmmjax.kl_divergence(np.zeros(3), b, 0, 256)
+    with pytest.raises(TypeError, match=r"`p` must be .* got an array of shape \(2, 3\)"):
+        gmmjax.kl_bounds(jnp.zeros((2, 3)), b)

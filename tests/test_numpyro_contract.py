@@ -298,3 +298,51 @@ def test_data_closed_over_by_jit_is_checked_outside_the_program():
     with pytest.warns(UserWarning, match="Out-of-support"):
         lp = jax.jit(lambda m: m.log_prob(bad))(d)
     assert float(lp[7]) == -np.inf and bool(jnp.all(jnp.isfinite(jnp.delete(lp, 7))))
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("ctype", list(CASES))
+def test_the_mixture_interface_of_mixture_same_family(ctype):
+    # NumPyro's mixtures expose mixture_size, mixture_dim, mixing_distribution,
+    # component_distribution, component_mean/variance/sample/cdf and the *weighted*
+    # component_log_probs (log w_k + log N_k). Code written for MixtureSameFamily (cluster
+    # assignments by argmax of component_log_probs) must read the same numbers here;
+    # before, component_log_probs was unweighted and the rest missing.
+    one = _reference(ctype)
+    ref = dist.MixtureSameFamily(  # batch (2,): NumPyro's expand would hide the interface
+        dist.Categorical(probs=jnp.broadcast_to(jnp.asarray(W), (2, 3))),
+        one.component_distribution.expand((2, 3)),
+    )
+    d = _make(ctype).expand((2,))
+    x = ref.sample(jax.random.key(4), (7,))
+    assert d.mixture_size == ref.mixture_size == 3
+    assert d.mixture_dim == ref.mixture_dim
+    # float32 log-densities of order 10: rtol 1e-5 is about 100 ulps
+    np.testing.assert_allclose(d.component_log_probs(x), ref.component_log_probs(x), rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.exp(d.component_log_probs(x) - d.log_prob(x)[..., None]),
+        d.responsibilities(x),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        d.mixing_distribution.probs, ref.mixing_distribution.probs, rtol=1e-6
+    )
+    comp = d.component_distribution
+    assert comp.batch_shape == ref.component_distribution.batch_shape == (2, 3)
+    xe = jnp.expand_dims(x, d.mixture_dim)
+    np.testing.assert_allclose(
+        comp.log_prob(xe), ref.component_distribution.log_prob(xe), rtol=1e-5
+    )
+    np.testing.assert_allclose(d.component_mean, ref.component_mean, rtol=1e-6)
+    np.testing.assert_allclose(d.component_variance, ref.component_variance, rtol=1e-5)
+    key = jax.random.key(5)  # the same NumPyro component draws from the same key
+    np.testing.assert_allclose(
+        d.component_sample(key, (4,)), ref.component_sample(key, (4,)), rtol=1e-5, atol=1e-6
+    )
+    if ctype == "univariate":
+        want = one.component_distribution.cdf(xe)  # (an expanded Normal has no cdf)
+        np.testing.assert_allclose(d.component_cdf(x), want, rtol=1e-5, atol=1e-7)
+    else:
+        with pytest.raises(NotImplementedError):
+            d.component_cdf(x)

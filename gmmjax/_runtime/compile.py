@@ -168,6 +168,13 @@ def compiled(fn=None, *, post=None, traced=(), check=None):
             bound = sig.bind(*args, **kwargs)
         except TypeError:
             return fn(*args, **kwargs)  # let Python report the bad call
+        for name, value in bound.arguments.items():
+            if _is_sklearn_mixture(value):  # a fitted scikit-learn mixture, in one call
+                from gmmjax.interop import from_sklearn
+
+                with jax.ensure_compile_time_eval():  # concrete also in the caller's jit
+                    bound.arguments[name] = from_sklearn(value)
+        args, kwargs = bound.args, bound.kwargs
         if check is not None:
             check(bound.arguments)
         dynamic, static = {}, []
@@ -203,6 +210,13 @@ def compiled(fn=None, *, post=None, traced=(), check=None):
 
     wrapper.__wrapped__ = fn
     return wrapper
+
+
+def _is_sklearn_mixture(value) -> bool:
+    """A scikit-learn mixture estimator (``GaussianMixture``, ``BayesianGaussianMixture``,
+    ``gmmjax.sklearn``'s): public functions convert it with ``from_sklearn``, which
+    raises a clear ``ValueError`` when it is not fitted."""
+    return all(hasattr(value, a) for a in ("fit", "covariance_type", "n_components"))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gmmjax._validate import describe
 from gmmjax.gaussian import cholesky_factors, gaussian_kl, log_gaussian_overlap
 from gmmjax.mixture import GaussianMixture
 
@@ -43,8 +44,9 @@ def check_pair(p, q, name: str) -> tuple[int, ...]:
     for label, m in (("p", p), ("q", q)):
         if not isinstance(m, GaussianMixture):
             raise TypeError(
-                f"{name}: `{label}` must be a gmmjax.GaussianMixture, got {type(m).__name__}; "
-                "build one with GaussianMixture(weights, locs, covariance_matrix=...)"
+                f"{name}: `{label}` must be a gmmjax.GaussianMixture (or a fitted scikit-learn "
+                f"mixture), got {describe(m)}; build one with GaussianMixture(weights, locs, "
+                "covariance_matrix=...)"
             )
     if p.event_shape != q.event_shape:
         raise ValueError(

@@ -87,7 +87,7 @@ def predict_proba(mixture: GaussianMixture, x) -> jax.Array:
 def predict(mixture: GaussianMixture, x) -> jax.Array:
     """The most probable component of each point, shape ``(N,)`` ints."""
     x = _check(mixture, x)
-    return jnp.argmax(mixture.component_log_probs(x) + mixture.logits, axis=-1)
+    return jnp.argmax(mixture.component_log_probs(x), axis=-1)
 
 
 def bic(mixture: GaussianMixture, x) -> jax.Array:

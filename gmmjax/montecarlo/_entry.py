@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gmmjax._runtime.keys import as_key
+from gmmjax._validate import describe
 from gmmjax.mixture import GaussianMixture
 from gmmjax.montecarlo._estimators import (
     Estimate,
@@ -46,8 +47,8 @@ def _check_common(dists, num_samples, method, chunk_size):
         m = as_gaussian_mixture(d)  # the one conversion: the layers below take mixtures
         if m is None and not (hasattr(d, "sample") and hasattr(d, "log_prob")):
             raise TypeError(
-                "expected a GaussianMixture or a NumPyro distribution with sample and "
-                f"log_prob, got {type(d).__name__}"
+                "expected a gmmjax.GaussianMixture, a fitted scikit-learn mixture or a "
+                f"NumPyro distribution with sample and log_prob, got {describe(d)}"
             )
         if m is not None:
             # log-weights normalized inside the differentiated function, as the batched

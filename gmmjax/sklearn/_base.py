@@ -95,7 +95,7 @@ def initial_labels(x: np.ndarray, init_params: str, n_components: int, rs):
 @jax.jit
 def _log_prob_resp_chunks(mixture, xs):
     def one(xc):
-        wlp = mixture.component_log_probs(xc) + mixture.log_weights
+        wlp = mixture.component_log_probs(xc)
         lse = logsumexp_last(wlp)
         return lse, wlp - lse[:, None]
 
