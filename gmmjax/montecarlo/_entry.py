@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gmmjax._params import factor
 from gmmjax._runtime.keys import as_key
 from gmmjax._validate import describe
 from gmmjax.mixture import GaussianMixture
@@ -54,8 +55,13 @@ def _check_common(dists, num_samples, method, chunk_size):
             # log-weights normalized inside the differentiated function, as the batched
             # path (_flatten) and NumPyro's Categorical do: the gradient in ``logits``
             # is then the same for one pair and for a batch, and sums to zero
+            # and the factor as every computation reads it (``_params.factor``), once
             m = type(m).from_params(
-                m.logits, m.locs, m.scale_param, m.covariance_type, validate_args=m._validate_args
+                m.logits,
+                m.locs,
+                factor(m.scale_param, m.covariance_type),
+                m.covariance_type,
+                validate_args=m._validate_args,
             )
         conv.append(d if m is None else m)
     if method == "auto":

@@ -50,7 +50,6 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import erfinv
 
-from gmmjax._params import factor
 from gmmjax.mixture import GaussianMixture
 
 __all__ = [
@@ -333,8 +332,9 @@ def standard_normals(key, method: str, layout: Layout, rep, comp, first, dim: in
 
 def transform(mixture: GaussianMixture, comp: jax.Array, eps: jax.Array) -> jax.Array:
     """Points ``μ_a + L_a ε`` for blocks of component ``comp``: ``(M, B, D)`` or ``(M, B)``."""
-    t, locs = mixture.covariance_type, mixture.locs
-    s = factor(mixture.scale_param, t)
+    # the leaf as every computation reads it (``_params.factor``): made so once per call
+    # at the public entry (``_entry._check_common``), not in every chunk
+    t, s, locs = mixture.covariance_type, mixture.scale_param, mixture.locs
     if t == "univariate":
         return locs[comp][:, None] + s[comp][:, None] * eps[..., 0]
     mu = locs[comp][:, None, :]
