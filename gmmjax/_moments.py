@@ -231,12 +231,19 @@ class MomentsMixin:
         gives the unweighted component log-densities."""
         return _numpyro_parts(self)[1]
 
+    @_compiled_property
+    def _read_leaves(self) -> tuple:
+        """``(log_weights, locs, factor)`` broadcast to one batch shape, as every
+        computation reads them (``_params.factor``): the leaves ``vmap_over`` may leave
+        with different batch shapes, after a gradient step too."""
+        return self._full_leaves()
+
     @property
     def component_mean(self) -> jax.Array:
         """``batch + (K,) + event`` component means."""
-        return self._full_leaves()[1]
+        return self._read_leaves[1]
 
-    @property
+    @_compiled_property
     def component_variance(self) -> jax.Array:
         """``batch + (K,) + event`` component variances (covariance diagonals)."""
         return jnp.broadcast_to(self.component_variances, self.component_mean.shape)

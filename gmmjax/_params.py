@@ -56,6 +56,12 @@ def factor(scale_param, covariance_type: str):
     return low * xp.sign(xp.diagonal(low, axis1=-2, axis2=-1))[..., None, :]
 
 
+def log_weights_np(logits) -> np.ndarray:
+    """``GaussianMixture.log_weights`` on the host, in float64 (exports and files)."""
+    lw = np.asarray(logits, np.float64)
+    return lw - np.logaddexp.reduce(lw, axis=-1, keepdims=True)
+
+
 def arg_constraints_for(covariance_type: str) -> dict:
     """Constraints keyed by constructor argument for one covariance type.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from gmmjax._params import factor
+from gmmjax._params import factor, log_weights_np
 from gmmjax.mixture import GaussianMixture
 
 __all__ = ["from_numpyro", "from_sklearn", "to_numpyro", "to_sklearn"]
@@ -38,7 +38,7 @@ def to_numpyro(mixture: GaussianMixture) -> dist.MixtureSameFamily:
     """
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"to_numpyro expects a GaussianMixture, got {type(mixture).__name__}")
-    logits, locs, _ = mixture._full_leaves()  # one batch shape (vmap_over may leave more)
+    logits, locs, _ = mixture._read_leaves  # one batch shape (vmap_over may leave more)
     tril = mixture.component_scale_tril
     mixing = dist.Categorical(logits=logits)
     if mixture.covariance_type == "univariate":
@@ -109,8 +109,7 @@ def _sk_arrays(logits, locs, scale, covariance_type):
     logits, locs, scale = _np(logits), _np(locs), _np(scale)
     t = covariance_type
     scale = factor(scale, t)  # the leaf as read (lower triangle, signs)
-    weights = np.exp(logits - logits.max())  # the leaf may be shifted (log_weights)
-    weights = weights / weights.sum()
+    weights = np.exp(log_weights_np(logits))  # the leaf may be shifted by a gradient step
     if t == "univariate":
         locs, t = locs[:, None], "spherical"
     if t in ("full", "tied"):

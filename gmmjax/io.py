@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gmmjax._params import factor
+from gmmjax._params import factor, log_weights_np
 from gmmjax.gaussian import COVARIANCE_TYPES
 from gmmjax.mixture import GaussianMixture
 
@@ -87,8 +87,8 @@ def _arrays(mixture) -> dict[str, Any]:
     logits = np.asarray(mixture.logits)
     scale, t = np.asarray(mixture.scale_param), mixture.covariance_type
     scale = factor(scale, t)  # the leaf as read (lower triangle, signs): loads
-    lw = logits.astype(np.float64)  # a leaf shifted by a gradient step is saved normalized
-    lw, fin = lw - np.logaddexp.reduce(lw, axis=-1, keepdims=True), np.isfinite(lw)
+    lw = log_weights_np(logits)  # a leaf shifted by a gradient step is saved normalized
+    fin = np.isfinite(lw)
     if np.any(np.abs(lw[fin] - logits[fin]) > 1e-6):  # else as is: bit for bit on loading
         logits = lw.astype(logits.dtype)
     return {

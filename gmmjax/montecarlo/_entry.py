@@ -54,8 +54,8 @@ def _check_common(dists, num_samples, method, chunk_size):
         if m is not None:
             # log-weights normalized inside the differentiated function, as the batched
             # path (_flatten) and NumPyro's Categorical do: the gradient in ``logits``
-            # is then the same for one pair and for a batch, and sums to zero
-            # and the factor as every computation reads it (``_params.factor``), once
+            # is then the same for one pair and for a batch, and sums to zero; the
+            # factor made canonical (``_params.factor``) here, once, not in every chunk
             m = type(m).from_params(
                 m.logits,
                 m.locs,
